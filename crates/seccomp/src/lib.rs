@@ -1,0 +1,1 @@
+//! berth-seccomp: OCI `linux.seccomp` profiles compiled to classic BPF.
