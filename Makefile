@@ -1,11 +1,11 @@
 # Thin wrapper so README, CI and people run the same commands.
-.PHONY: build test demo bench
+.PHONY: build test demo
 
 build:
-	cargo build --release --workspace
+	cargo build --release --workspace --bins
 
-test: build
-	cargo test --workspace --release
+test:
+	./scripts/test.sh
 
 demo: build
 	./scripts/demo.sh

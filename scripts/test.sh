@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# The project's test command (README, CI): starts a throwaway local registry for the pull
+# tests, runs every test of the workspace, stops the registry.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${BERTH_TEST_REGISTRY:-}" ]; then
+    eval "$(scripts/registry.sh start)"
+    trap 'scripts/registry.sh stop' EXIT
+fi
+cargo build --release --workspace --bins
+cargo test --release --workspace "$@"
