@@ -1,2 +1,28 @@
-//! berth-net: bridges, veth pairs, IP address management, NAT and port publishing over
-//! netlink, and name resolution between containers. It knows nothing of images.
+//! berth-net owns container networking on the host: Linux bridges, veth pairs, IP address
+//! management persisted under a state dir, NAT and port publishing in an nftables table of
+//! berth's own, a small DNS responder for user-defined networks, and the contents of a
+//! container's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`. It talks to the
+//! kernel over netlink only (no `ip`/`nft` processes) and knows nothing of images,
+//! container processes or the engine's database: the caller hands it a network namespace
+//! fd and a container id.
+//!
+//! Entry point: [`NetStore::open`], then [`NetStore::create_network`] /
+//! [`NetStore::attach`] / [`NetStore::detach`] / [`NetStore::recover`].
+
+mod attach;
+mod ipam;
+mod netlink;
+mod netns;
+mod nft;
+mod record;
+mod rtnl;
+mod store;
+mod subnet;
+
+pub use attach::AttachOptions;
+pub use ipam::IpamError;
+pub use netlink::NetlinkError;
+pub use netns::NetnsError;
+pub use record::{Attachment, Network, PortMapping, Protocol, RecordError};
+pub use store::{NetConfig, NetError, NetStore, NetworkCreate, NetworkDetails};
+pub use subnet::{Subnet, SubnetError};

@@ -1,0 +1,489 @@
+//! `NetStore`: the network records under a state dir, serialised by one `flock`, and the
+//! kernel objects that follow from them (bridges, berth's nftables table).
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::Read;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use nix::errno::Errno;
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::ipam::{self, IpamError};
+use crate::netlink::NetlinkError;
+use crate::netns::NetnsError;
+use crate::nft::{self, NetRules, PortRule, Ruleset, expr::L4};
+use crate::record::{self, Attachment, Layout, Network, Protocol, RecordError};
+use crate::rtnl::Rtnl;
+use crate::subnet::Subnet;
+
+/// Errors of network and attachment operations.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// A record could not be read or written.
+    #[error(transparent)]
+    Record(#[from] RecordError),
+    /// A netlink request failed.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// Work inside the container's network namespace failed.
+    #[error(transparent)]
+    Netns(#[from] NetnsError),
+    /// No address or subnet could be handed out.
+    #[error(transparent)]
+    Ipam(#[from] IpamError),
+    /// The state dir lock could not be taken.
+    #[error("lock `{path}`")]
+    Lock {
+        /// The lock file.
+        path: PathBuf,
+        /// The errno of open or flock.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A sysctl could not be written.
+    #[error("write sysctl `{path}`")]
+    Sysctl {
+        /// The /proc/sys file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// No network of that name.
+    #[error("network `{0}` not found")]
+    NotFound(String),
+    /// A network of that name exists already.
+    #[error("network `{0}` already exists")]
+    Exists(String),
+    /// The network still has containers attached.
+    #[error("network `{network}` has {count} attached containers")]
+    InUse {
+        /// The network.
+        network: String,
+        /// How many attachments it has.
+        count: usize,
+    },
+    /// The default network cannot be removed.
+    #[error("network `{0}` is predefined and cannot be removed")]
+    Predefined(String),
+    /// The container is attached to the network already.
+    #[error("container `{container_id}` is already attached to network `{network}`")]
+    AlreadyAttached {
+        /// The network.
+        network: String,
+        /// The container.
+        container_id: String,
+    },
+    /// A name or id is empty, too long, or has characters other than `[A-Za-z0-9_.-]`.
+    #[error("invalid name `{0}`")]
+    InvalidName(String),
+    /// The gateway lies outside the subnet.
+    #[error("gateway `{gateway}` is outside subnet `{subnet}`")]
+    Gateway {
+        /// The gateway asked for.
+        gateway: Ipv4Addr,
+        /// The subnet.
+        subnet: Subnet,
+    },
+    /// An operation failed, and undoing its partial work failed as well.
+    #[error("{failure} (and its rollback failed: {cleanup})")]
+    Rollback {
+        /// The original failure.
+        failure: Box<NetError>,
+        /// The first rollback failure.
+        cleanup: Box<NetError>,
+    },
+}
+
+/// Names and pools a store uses; tests pick names of their own.
+#[derive(Debug, Clone)]
+pub struct NetConfig {
+    /// Name of the `ip` family nftables table (default `berth`).
+    pub nft_table: String,
+    /// Name of the default network (default `bridge`).
+    pub default_network: String,
+    /// Bridge of the default network (default `berth0`).
+    pub default_bridge: String,
+    /// Prefix of user-defined networks' bridges (default `br-`).
+    pub bridge_prefix: String,
+    /// Prefix of host-side veth names (default `bveth`).
+    pub veth_prefix: String,
+    /// Subnets handed to networks created without `--subnet`, in order.
+    pub subnet_pool: Vec<Subnet>,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            nft_table: "berth".into(),
+            default_network: "bridge".into(),
+            default_bridge: "berth0".into(),
+            bridge_prefix: "br-".into(),
+            veth_prefix: "bveth".into(),
+            subnet_pool: ipam::default_pool(),
+        }
+    }
+}
+
+/// What `network create` asks for.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkCreate {
+    /// The network's name.
+    pub name: String,
+    /// The subnet; picked from the pool when `None`.
+    pub subnet: Option<Subnet>,
+    /// The gateway; the subnet's first address when `None`.
+    pub gateway: Option<Ipv4Addr>,
+    /// No outbound NAT, and no traffic to anything but the network itself.
+    pub internal: bool,
+    /// The bridge name; derived from the network id when `None`.
+    pub bridge: Option<String>,
+}
+
+/// A network with the containers attached to it (`network inspect`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NetworkDetails {
+    /// The network record.
+    pub network: Network,
+    /// Its attachments, sorted by container id.
+    pub attachments: Vec<Attachment>,
+}
+
+/// The held state-dir lock; dropping it unlocks.
+#[derive(Debug)]
+pub(crate) struct StoreLock {
+    _flock: Flock<File>,
+}
+
+/// Network records and leases under one state dir (e.g. `/var/lib/berth/net`).
+#[derive(Debug, Clone)]
+pub struct NetStore {
+    pub(crate) layout: Layout,
+    pub(crate) config: NetConfig,
+}
+
+/// Checks that `name` is safe as a file name and readable as a DNS label-ish name.
+pub(crate) fn validate_name(name: &str) -> Result<(), NetError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        && name.as_bytes()[0].is_ascii_alphanumeric();
+    if ok {
+        Ok(())
+    } else {
+        Err(NetError::InvalidName(name.to_owned()))
+    }
+}
+
+fn random_id() -> Result<String, NetError> {
+    let path = Path::new("/dev/urandom");
+    let mut buf = [0u8; 32];
+    File::open(path)
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|source| RecordError::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Writes `value` to a /proc/sys file.
+pub(crate) fn write_sysctl(path: &str, value: &str) -> Result<(), NetError> {
+    std::fs::write(path, value).map_err(|source| NetError::Sysctl {
+        path: PathBuf::from(path),
+        source,
+    })
+}
+
+impl NetStore {
+    /// Opens (creating if needed) the store under `state_dir` with default names.
+    pub fn open(state_dir: &Path) -> Result<Self, NetError> {
+        Self::open_with(state_dir, NetConfig::default())
+    }
+
+    /// Opens the store with explicit names (tests use their own table and prefixes).
+    pub fn open_with(state_dir: &Path, config: NetConfig) -> Result<Self, NetError> {
+        let layout = Layout::new(state_dir);
+        layout.create()?;
+        Ok(Self { layout, config })
+    }
+
+    /// Takes the store's exclusive lock; every mutation runs under it.
+    pub(crate) fn lock(&self) -> Result<StoreLock, NetError> {
+        let path = self.layout.lock_file();
+        let lock_err = |source| NetError::Lock {
+            path: path.clone(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(lock_err)?;
+        let flock = Flock::lock(file, FlockArg::LockExclusive)
+            .map_err(|(_, e): (File, Errno)| lock_err(e.into()))?;
+        Ok(StoreLock { _flock: flock })
+    }
+
+    /// Every network, sorted by name.
+    pub fn list(&self) -> Result<Vec<Network>, NetError> {
+        Ok(record::read_all(&self.layout.networks_dir())?)
+    }
+
+    /// One network and its attachments.
+    pub fn inspect(&self, name: &str) -> Result<NetworkDetails, NetError> {
+        validate_name(name)?;
+        let network = self.network(name)?;
+        let attachments = record::read_all(&self.layout.endpoints_dir(name))?;
+        Ok(NetworkDetails {
+            network,
+            attachments,
+        })
+    }
+
+    pub(crate) fn network(&self, name: &str) -> Result<Network, NetError> {
+        record::read_json(&self.layout.network_file(name))?
+            .ok_or_else(|| NetError::NotFound(name.to_owned()))
+    }
+
+    /// Creates a user-defined network and its bridge, checking the subnet against other
+    /// networks and the host's routes.
+    pub fn create_network(&self, req: &NetworkCreate) -> Result<Network, NetError> {
+        validate_name(&req.name)?;
+        let _lock = self.lock()?;
+        let dns = req.name != self.config.default_network;
+        self.create_locked(req, dns)
+    }
+
+    /// Returns the default network, creating it (subnet from the pool) on first use.
+    pub fn ensure_default_network(&self) -> Result<Network, NetError> {
+        let name = self.config.default_network.clone();
+        if let Some(n) = record::read_json(&self.layout.network_file(&name))? {
+            return Ok(n);
+        }
+        let _lock = self.lock()?;
+        if let Some(n) = record::read_json(&self.layout.network_file(&name))? {
+            return Ok(n);
+        }
+        let req = NetworkCreate {
+            name,
+            bridge: Some(self.config.default_bridge.clone()),
+            ..NetworkCreate::default()
+        };
+        self.create_locked(&req, false)
+    }
+
+    fn create_locked(&self, req: &NetworkCreate, dns: bool) -> Result<Network, NetError> {
+        if self.layout.network_file(&req.name).exists() {
+            return Err(NetError::Exists(req.name.clone()));
+        }
+        let taken = self.taken_subnets()?;
+        let subnet = match req.subnet {
+            Some(s) => ipam::check_free(&s, &taken).map(|()| s)?,
+            None => ipam::pick_subnet(&self.config.subnet_pool, &taken)?,
+        };
+        let gateway = match req.gateway {
+            Some(g) if !subnet.contains(g) => return Err(NetError::Gateway { gateway: g, subnet }),
+            Some(g) => g,
+            None => ipam::default_gateway(&subnet)?,
+        };
+        let id = random_id()?;
+        let bridge = match &req.bridge {
+            Some(b) => b.clone(),
+            None => {
+                let mut b = format!("{}{}", self.config.bridge_prefix, id);
+                b.truncate(ipam::IFNAME_MAX);
+                b
+            }
+        };
+        if bridge.is_empty() || bridge.len() > ipam::IFNAME_MAX {
+            return Err(NetError::InvalidName(bridge));
+        }
+        let created = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let network = Network {
+            name: req.name.clone(),
+            id,
+            bridge,
+            subnet,
+            gateway,
+            internal: req.internal,
+            dns,
+            created,
+        };
+        record::write_json(&self.layout.network_file(&network.name), &network)?;
+        let setup = self
+            .ensure_bridge(&network)
+            .and_then(|_| self.sync_firewall());
+        if let Err(failure) = setup {
+            let cleanup = self.delete_network_locked(&network);
+            return Err(with_cleanup(failure, cleanup));
+        }
+        Ok(network)
+    }
+
+    /// Subnets a new network must not overlap: other networks and the host's routes.
+    fn taken_subnets(&self) -> Result<Vec<Subnet>, NetError> {
+        let mut taken: Vec<Subnet> = self.list()?.iter().map(|n| n.subnet).collect();
+        let routes = Rtnl::open()?.routes()?;
+        for r in routes {
+            if r.dst.prefix() > 0 && !taken.contains(&r.dst) {
+                taken.push(r.dst);
+            }
+        }
+        Ok(taken)
+    }
+
+    /// Removes a network without attachments, with its bridge.
+    pub fn remove(&self, name: &str) -> Result<(), NetError> {
+        validate_name(name)?;
+        if name == self.config.default_network {
+            return Err(NetError::Predefined(name.to_owned()));
+        }
+        let _lock = self.lock()?;
+        let network = self.network(name)?;
+        let count = record::read_all::<Attachment>(&self.layout.endpoints_dir(name))?.len();
+        if count > 0 {
+            return Err(NetError::InUse {
+                network: name.to_owned(),
+                count,
+            });
+        }
+        self.delete_network_locked(&network)
+    }
+
+    fn delete_network_locked(&self, network: &Network) -> Result<(), NetError> {
+        Rtnl::open()?.delete_link(&network.bridge)?;
+        record::remove_file(&self.layout.network_file(&network.name))?;
+        let _ = std::fs::remove_dir(self.layout.endpoints_dir(&network.name));
+        self.sync_firewall()
+    }
+
+    /// Removes every user-defined network that has no attachments; returns their names.
+    pub fn prune(&self) -> Result<Vec<String>, NetError> {
+        let _lock = self.lock()?;
+        let mut removed = Vec::new();
+        for network in self.list()? {
+            if network.name == self.config.default_network {
+                continue;
+            }
+            let dir = self.layout.endpoints_dir(&network.name);
+            if record::read_all::<Attachment>(&dir)?.is_empty() {
+                self.delete_network_locked(&network)?;
+                removed.push(network.name);
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Creates the network's bridge if missing, with its address, up, and the sysctls
+    /// that forwarding and loopback publishing need. Returns the bridge's index.
+    pub(crate) fn ensure_bridge(&self, network: &Network) -> Result<u32, NetError> {
+        let mut rtnl = Rtnl::open()?;
+        let index = rtnl.ensure_bridge(&network.bridge)?;
+        rtnl.add_address(index, network.gateway, network.subnet.prefix())?;
+        // Packets DNATed from 127.0.0.1 must be routable out of the bridge.
+        let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", network.bridge);
+        write_sysctl(&localnet, "1")?;
+        if !network.internal {
+            write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
+        }
+        Ok(index)
+    }
+
+    /// Rewrites berth's nftables table from the records (must hold the lock).
+    pub(crate) fn sync_firewall(&self) -> Result<(), NetError> {
+        let mut ruleset = Ruleset::default();
+        for n in self.list()? {
+            for a in record::read_all::<Attachment>(&self.layout.endpoints_dir(&n.name))? {
+                ruleset.ports.extend(a.ports.iter().map(|p| PortRule {
+                    host_ip: p.host_ip,
+                    host_port: p.host_port,
+                    proto: match p.protocol {
+                        Protocol::Tcp => L4::Tcp,
+                        Protocol::Udp => L4::Udp,
+                    },
+                    container_ip: a.ip,
+                    container_port: p.container_port,
+                }));
+            }
+            ruleset.networks.push(NetRules {
+                bridge: n.bridge,
+                subnet: n.subnet,
+                internal: n.internal,
+            });
+        }
+        let table = &self.config.nft_table;
+        nft::commit(
+            nft::replace_batch(table, &ruleset),
+            &format!("replace table `{table}`"),
+        )?;
+        Ok(())
+    }
+
+    /// Deletes berth's nftables table (used by tests and uninstall).
+    pub fn delete_firewall(&self) -> Result<(), NetError> {
+        let table = &self.config.nft_table;
+        nft::commit(nft::delete_batch(table), &format!("delete table `{table}`"))?;
+        Ok(())
+    }
+
+    /// Addresses leased on a network.
+    pub(crate) fn used_addresses(&self, network: &Network) -> Result<HashSet<Ipv4Addr>, NetError> {
+        let all: Vec<Attachment> = record::read_all(&self.layout.endpoints_dir(&network.name))?;
+        Ok(all.into_iter().map(|a| a.ip).collect())
+    }
+}
+
+/// Combines an operation's failure with the result of its rollback.
+pub(crate) fn with_cleanup(failure: NetError, cleanup: Result<(), NetError>) -> NetError {
+    match cleanup {
+        Ok(()) => failure,
+        Err(c) => NetError::Rollback {
+            failure: Box::new(failure),
+            cleanup: Box::new(c),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_validated() {
+        for good in ["bridge", "my-net_1.x", "a"] {
+            assert!(validate_name(good).is_ok(), "{good}");
+        }
+        for bad in ["", "../x", "a/b", ".hidden", "-x", "a b"] {
+            assert!(validate_name(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn lock_excludes_a_second_holder() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NetStore::open(dir.path()).unwrap();
+        let held = store.lock().unwrap();
+        let f = File::open(store.layout.lock_file()).unwrap();
+        let again = Flock::lock(f, FlockArg::LockExclusiveNonblock);
+        assert!(again.is_err());
+        drop(held);
+        let f = File::open(store.layout.lock_file()).unwrap();
+        assert!(Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok());
+    }
+
+    #[test]
+    fn random_ids_differ() {
+        let (a, b) = (random_id().unwrap(), random_id().unwrap());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
+    }
+}
