@@ -125,8 +125,11 @@ fn networks_are_isolated_from_each_other() {
 
         // Other network: dropped in berth's forward chain.
         let _listener = serve_tcp_once(&a1, 7003);
-        let blocked = b1.run(|| ping_tcp(SocketAddr::from((ip_a1, 7003))));
-        assert!(blocked.is_err(), "network b reached network a");
+        let target = SocketAddr::from((ip_a1, 7003));
+        let from_a2 = a2.run(|| TcpStream::connect_timeout(&target, Duration::from_secs(2)));
+        assert!(from_a2.is_ok(), "control: a2 cannot connect to a1");
+        let from_b1 = b1.run(|| TcpStream::connect_timeout(&target, Duration::from_secs(1)));
+        assert!(from_b1.is_err(), "network b reached network a");
         let table = nft_table("berth_test")?;
         assert!(table.contains("drop"), "{table}");
         Ok(())
