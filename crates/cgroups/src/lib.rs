@@ -22,6 +22,8 @@ mod cgroup;
 mod cgroupfs;
 mod devices;
 mod error;
+#[cfg(test)]
+mod fake;
 mod freezer;
 mod hierarchy;
 mod mounts;
