@@ -28,6 +28,19 @@ pub struct Sample {
     pub maxrss_kib: u64,
     /// The container process's exit code.
     pub exit_code: i32,
+    /// Where the time went, for `create-start` cycles.
+    pub phases: Option<Phases>,
+}
+
+/// The steps of a `create-start` cycle.
+#[derive(Debug, Clone, Copy)]
+pub struct Phases {
+    /// `create`, plus reading the pid file and opening a pidfd.
+    pub create: Duration,
+    pub start: Duration,
+    /// From `start` returning to the container's init being reaped.
+    pub wait: Duration,
+    pub delete: Duration,
 }
 
 /// Why a cycle failed.
@@ -84,18 +97,28 @@ fn create_start(
     let created = rt.create(id, bundle, &pid_file)?;
     let pid = read_pid(&pid_file)?;
     let pidfd = sys::pidfd_open(pid).map_err(|source| CycleError::WaitInit { pid, source })?;
+    let t1 = Instant::now();
     rt.start(id)?;
+    let t2 = Instant::now();
     let exit_code = match sys::wait_child(pid, &pidfd, timeout)
         .map_err(|source| CycleError::WaitInit { pid, source })?
     {
         Waited::Exited(r) => r.code,
         Waited::TimedOut => return Err(CycleError::InitTimeout { pid }),
     };
+    let t3 = Instant::now();
     rt.delete(id, false)?;
+    let t4 = Instant::now();
     Ok(Sample {
-        elapsed: t0.elapsed(),
+        elapsed: t4 - t0,
         maxrss_kib: created.maxrss_kib,
         exit_code,
+        phases: Some(Phases {
+            create: t1 - t0,
+            start: t2 - t1,
+            wait: t3 - t2,
+            delete: t4 - t3,
+        }),
     })
 }
 
@@ -106,6 +129,7 @@ fn run_foreground(rt: &Runtime, bundle: &Path, id: &str) -> Result<Sample, Cycle
         elapsed: t0.elapsed(),
         maxrss_kib: done.maxrss_kib,
         exit_code: done.code,
+        phases: None,
     })
 }
 

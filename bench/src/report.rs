@@ -16,6 +16,8 @@ pub struct Row {
     pub rss_median_kib: Option<u64>,
     pub rss_max_kib: Option<u64>,
     pub min_limit: Option<MinLimit>,
+    /// Median ms of create, start, wait and delete (create-start cycles only).
+    pub phase_medians_ms: Option<[f64; 4]>,
 }
 
 /// Renders `rows` as a Markdown table; `rss_of` names the command whose RSS is shown.
@@ -48,6 +50,34 @@ pub fn render(rows: &[Row], rss_of: &str) -> String {
             ratio(rows, row, "runc"),
             row.min_limit.map_or_else(|| "-".into(), limit),
         );
+    }
+    out
+}
+
+/// Renders the median time of each step of a create-start cycle, when measured.
+pub fn render_phases(rows: &[Row]) -> String {
+    let mut out = String::new();
+    if rows.iter().all(|r| r.phase_medians_ms.is_none()) {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "| runtime | variant | create ms | start ms | wait ms | delete ms |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for row in rows {
+        if let Some([c, s, w, d]) = row.phase_medians_ms {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} | {} |",
+                row.runtime,
+                row.variant,
+                ms(c),
+                ms(s),
+                ms(w),
+                ms(d)
+            );
+        }
     }
     out
 }
@@ -101,6 +131,7 @@ mod tests {
             rss_median_kib: Some(3 * 1024),
             rss_max_kib: Some(4 * 1024),
             min_limit: Some(MinLimit::Found(1 << 20)),
+            phase_medians_ms: Some([1.0, 2.0, 3.0, 4.5]),
         }
     }
 
@@ -113,6 +144,14 @@ mod tests {
         assert!(berth.contains("3.00 MiB (4.00 MiB)"), "{berth}");
         assert!(berth.contains("| 1.00 MiB |"), "{berth}");
         assert!(text.contains("`create` peak RSS"));
+        let phases = render_phases(&rows);
+        assert!(
+            phases.contains("| berth | plain | 1.00 | 2.00 | 3.00 | 4.50 |"),
+            "{phases}"
+        );
+        let mut none = rows[0].clone();
+        none.phase_medians_ms = None;
+        assert_eq!(render_phases(&[none]), "");
     }
 
     #[test]

@@ -115,6 +115,8 @@ fn bench(args: &Args) -> anyhow::Result<String> {
     }
     let rss_of = if mode == Mode::Run { "run" } else { "create" };
     let mut out = report::render(&rows, rss_of);
+    out.push('\n');
+    out.push_str(&report::render_phases(&rows));
     out.push_str(&format!(
         "\n{} cycles per row (interleaved, after {} warm-up), mode {:?}, ru_maxrss floor \
          {:.2} MiB, load average before/after: {load_before} / {load_after}\n",
@@ -200,7 +202,25 @@ fn row_of(lane: &Lane<'_>) -> Row {
         rss_median_kib: stats::median_u64(&rss),
         rss_max_kib: rss.iter().max().copied(),
         min_limit: None,
+        phase_medians_ms: phase_medians(&lane.samples),
     }
+}
+
+fn phase_medians(samples: &[Sample]) -> Option<[f64; 4]> {
+    let phases: Vec<_> = samples.iter().filter_map(|s| s.phases).collect();
+    if phases.is_empty() {
+        return None;
+    }
+    let median = |f: fn(&cycle::Phases) -> Duration| {
+        let v: Vec<Duration> = phases.iter().map(f).collect();
+        stats::summarize(&v).map_or(0.0, |s| s.median_ms)
+    };
+    Some([
+        median(|p| p.create),
+        median(|p| p.start),
+        median(|p| p.wait),
+        median(|p| p.delete),
+    ])
 }
 
 fn make_runtimes(args: &Args, timeout: Duration) -> anyhow::Result<Vec<Runtime>> {
