@@ -144,7 +144,12 @@ impl Cgroup {
                 continue;
             }
             if d.flavor == Flavor::V2 {
-                enable_controllers(&d.mount_point, &d.path)?;
+                // On a hybrid host the v2 tree only holds what v1 lacks (hugetlb); if it
+                // can't be enabled, a hugetlb limit fails later naming its file.
+                match enable_controllers(&d.mount_point, &d.path) {
+                    Err(_) if self.version == CgroupVersion::Hybrid => {}
+                    r => r?,
+                }
             } else if d.controllers.iter().any(|c| c == "cpuset") {
                 fill_cpusets(&d.mount_point, &d.path)?;
             }
