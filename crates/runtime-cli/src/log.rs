@@ -1,0 +1,48 @@
+//! Errors and debug lines: to stderr, and to `--log` in text or runc's JSON line format
+//! (`{"level":"error","msg":"…","time":"…"}`), which conmon and containerd read back.
+
+use std::io::Write;
+use std::path::Path;
+
+use crate::LogFormat;
+
+pub(crate) struct Logger {
+    file: Option<std::fs::File>,
+    format: LogFormat,
+}
+
+impl Logger {
+    pub(crate) fn new(path: Option<&Path>, format: LogFormat, _debug: bool) -> Self {
+        let file = path.and_then(|p| {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .ok()
+        });
+        Self { file, format }
+    }
+
+    pub(crate) fn error(&self, msg: &str) {
+        eprintln!("berth-runtime: {msg}");
+        if let Some(mut f) = self.file.as_ref() {
+            let line = match self.format {
+                LogFormat::Json => serde_json::json!({
+                    "level": "error",
+                    "msg": msg,
+                    "time": now(),
+                })
+                .to_string(),
+                LogFormat::Text => format!("time=\"{}\" level=error msg={:?}", now(), msg),
+            };
+            let _ = writeln!(f, "{line}");
+        }
+    }
+}
+
+fn now() -> String {
+    let d = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+}

@@ -1,0 +1,256 @@
+//! The forked side of create and exec, as two short lists of steps.
+//!
+//! Process model: the runtime (parent) forks **stage-1**, which joins the namespaces given
+//! by path, makes a new user namespace and asks the parent to write its id maps, then
+//! unshares the remaining new namespaces and forks the **init** (pid 1 of a new pid
+//! namespace), reports its pid and exits. The init sets up the rootfs, pivots, reports
+//! `Ready`, blocks on `exec.fifo` until `start`, then drops privileges and execs.
+//! For `exec` the same stage-1 joins the container's namespaces and the last process
+//! skips the rootfs steps.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Spec;
+
+use crate::namespace::{self, NsPlan};
+use crate::process::{self, Prepared};
+use crate::sync::{Channel, Msg};
+use crate::{console, rootfs, sys};
+
+/// What the forked processes need, all resolved before the first fork.
+pub(crate) struct InitCtx<'a> {
+    pub spec: &'a Spec,
+    pub rootfs: &'a Path,
+    pub ns: &'a NsPlan,
+    pub prepared: &'a Prepared,
+    /// Some for a container's init (waits on the fifo); None for exec.
+    pub fifo: Option<&'a Path>,
+    pub no_pivot: bool,
+    pub preserve_fds: u32,
+    pub terminal: bool,
+    pub console_size: Option<(u16, u16)>,
+    pub seccomp: Option<&'a berth_seccomp::Filter>,
+    /// Whether the container runs in a user namespace (created or joined).
+    pub user_ns: bool,
+    /// What a `type: cgroup` mount in config.json makes on this host.
+    pub cgroup_mounts: Vec<berth_cgroups::CgroupMount>,
+}
+
+/// Runs a forked stage to completion: on error, tells the parent and exits non-zero.
+fn run_stage(chan: &Channel, f: impl FnOnce() -> Result<(), String>) -> ! {
+    match f() {
+        Ok(()) => sys::exit_now(0),
+        Err(why) => {
+            let _ = chan.send(&Msg::Failed(why));
+            sys::exit_now(1)
+        }
+    }
+}
+
+/// Stage-1, in the first forked child. Never returns.
+pub(crate) fn stage1(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
+    run_stage(chan, || {
+        reset_signals();
+        // Joined namespaces first (user first among them), while we still hold host
+        // privileges to enter them.
+        ctx.ns.join_all().map_err(|e| e.to_string())?;
+        // A new user namespace must exist, and be mapped from outside, before the other
+        // namespaces so that they are owned by it.
+        let new_user = ctx.ns.creates(libc::CLONE_NEWUSER);
+        if new_user {
+            sys::unshare(libc::CLONE_NEWUSER).map_err(|e| format!("unshare user namespace: {e}"))?;
+        }
+        chan.send(&Msg::Joined { map: new_user }).map_err(|e| e.to_string())?;
+        chan.wait_for(&Msg::Go, "go").map_err(|e| e.to_string())?;
+        if new_user {
+            sys::setresgid(0).map_err(|e| format!("become root in user namespace: {e}"))?;
+            sys::setresuid(0).map_err(|e| format!("become root in user namespace: {e}"))?;
+        }
+        let rest = ctx.ns.new_flags & !libc::CLONE_NEWUSER;
+        if rest != 0 {
+            sys::unshare(rest).map_err(|e| format!("unshare namespaces: {e}"))?;
+        }
+        if ctx.ns.creates(libc::CLONE_NEWTIME)
+            && let Some(linux) = ctx.spec.linux()
+        {
+            namespace::write_time_offsets(linux).map_err(|e| e.to_string())?;
+        }
+        // The init must be a child of this process so that it lands in the new pid (and
+        // time) namespace.
+        match sys::fork().map_err(|e| format!("fork init: {e}"))? {
+            sys::Forked::Child => {
+                if ctx.fifo.is_some() {
+                    container_init(ctx, chan)
+                } else {
+                    exec_init(ctx, chan)
+                }
+            }
+            sys::Forked::Parent(pid) => chan.send(&Msg::InitPid(pid)).map_err(|e| e.to_string()),
+        }
+    })
+}
+
+/// Undo what the runtime's own process set up: blocked signals and Rust's ignored SIGPIPE
+/// would otherwise be inherited by the container's program.
+fn reset_signals() {
+    // SAFETY: an all-zero sigset is valid and sigemptyset initialises it; restoring the
+    // default SIGPIPE disposition and an empty mask is async-signal-safe.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&raw mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &raw const set, std::ptr::null_mut());
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}
+
+/// The container's init (pid 1). Never returns.
+fn container_init(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
+    run_stage(chan, || {
+        sys::setsid();
+        // Hold the fifo before the host's paths disappear with pivot_root.
+        let fifo_path = ctx.fifo.unwrap_or(Path::new(""));
+        let fifo = sys::open(fifo_path, libc::O_PATH, 0)
+            .map_err(|e| format!("open `{}`: {e}", fifo_path.display()))?;
+        if !ctx.ns.creates(libc::CLONE_NEWNS) {
+            return Err("a new mount namespace is required (add {\"type\":\"mount\"} to linux.namespaces)".into());
+        }
+        rootfs::prepare(ctx.spec, ctx.rootfs, ctx.user_ns, &ctx.cgroup_mounts).map_err(|e| e.to_string())?;
+        set_names(ctx.spec)?;
+        rootfs::enter(ctx.rootfs, ctx.no_pivot).map_err(|e| e.to_string())?;
+        rootfs::write_sysctls(ctx.spec).map_err(|e| e.to_string())?;
+        let master = open_console(ctx)?;
+        rootfs::finish(ctx.spec).map_err(|e| e.to_string())?;
+        if let Some(m) = &master {
+            chan.send_with_fd(&Msg::Console, Some(m.as_fd())).map_err(|e| e.to_string())?;
+        }
+        drop(master);
+        process::enter_cwd(ctx.prepared).map_err(|e| e.to_string())?;
+        check_cwd_inside_root(&ctx.prepared.cwd)?;
+        let exe = process::find_executable(ctx.prepared).map_err(|e| e.to_string())?;
+        chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
+        wait_for_start(&fifo)?;
+        drop(fifo);
+        finalize_and_exec(ctx, &exe)
+    })
+}
+
+/// An exec'd process: already in every namespace of the container. Never returns.
+fn exec_init(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
+    run_stage(chan, || {
+        let master = open_console(ctx)?;
+        if let Some(m) = &master {
+            chan.send_with_fd(&Msg::Console, Some(m.as_fd())).map_err(|e| e.to_string())?;
+        }
+        drop(master);
+        process::enter_cwd(ctx.prepared).map_err(|e| e.to_string())?;
+        check_cwd_inside_root(&ctx.prepared.cwd)?;
+        let exe = process::find_executable(ctx.prepared).map_err(|e| e.to_string())?;
+        chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
+        finalize_and_exec(ctx, &exe)
+    })
+}
+
+fn set_names(spec: &Spec) -> Result<(), String> {
+    if let Some(h) = spec.hostname() {
+        sys::sethostname(h).map_err(|e| format!("set hostname `{h}`: {e}"))?;
+    }
+    if let Some(d) = spec.domainname() {
+        sys::setdomainname(d).map_err(|e| format!("set domainname `{d}`: {e}"))?;
+    }
+    Ok(())
+}
+
+fn open_console(ctx: &InitCtx<'_>) -> Result<Option<OwnedFd>, String> {
+    if !ctx.terminal {
+        return Ok(None);
+    }
+    console::setup_in_container(ctx.console_size)
+        .map(Some)
+        .map_err(|e| e.to_string())
+}
+
+/// A cwd reached through a leaked fd would lie outside the root; getcwd then fails or
+/// does not start with `/` (CVE-2024-21626).
+fn check_cwd_inside_root(cwd: &Path) -> Result<(), String> {
+    match std::env::current_dir() {
+        Ok(p) if p.starts_with("/") && !p.to_string_lossy().starts_with("(unreachable)") => Ok(()),
+        _ => Err(format!("cwd `{}` is outside the container's root", cwd.display())),
+    }
+}
+
+/// Blocks until `start` opens the fifo for reading, then signals it by writing one byte.
+fn wait_for_start(fifo: &OwnedFd) -> Result<(), String> {
+    let path = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fifo)));
+    let f = sys::open(&path, libc::O_WRONLY, 0).map_err(|e| format!("open exec fifo: {e}"))?;
+    let mut f = std::fs::File::from(f);
+    std::io::Write::write_all(&mut f, b"0").map_err(|e| format!("write exec fifo: {e}"))
+}
+
+/// The last steps before execve, in the order the kernel's rules require.
+fn finalize_and_exec(ctx: &InitCtx<'_>, exe: &std::ffi::CString) -> Result<(), String> {
+    let p = ctx.prepared;
+    let proc = ctx.spec.process().as_ref();
+    if let Some(proc) = proc {
+        process::apply_sched(proc).map_err(|e| e.to_string())?;
+    }
+    process::apply_rlimits(p).map_err(|e| e.to_string())?;
+    // Without no_new_privs the filter must go in while we still hold CAP_SYS_ADMIN.
+    let early_seccomp = !p.no_new_privs;
+    if early_seccomp {
+        install_seccomp(ctx)?;
+    }
+    process::apply_user_and_caps(p, setgroups_allowed(ctx)).map_err(|e| e.to_string())?;
+    process::apply_no_new_privs(p).map_err(|e| e.to_string())?;
+    if !early_seccomp {
+        install_seccomp(ctx)?;
+    }
+    // Only stdio and the fds the caller asked to preserve survive exec (CVE-2024-21626).
+    sys::cloexec_from(3 + ctx.preserve_fds).map_err(|e| format!("close fds: {e}"))?;
+    for fd in 3..3 + ctx.preserve_fds {
+        let _ = sys::clear_cloexec(fd as i32);
+    }
+    let err = process::exec(p, exe);
+    Err(err.to_string())
+}
+
+fn setgroups_allowed(ctx: &InitCtx<'_>) -> bool {
+    if !ctx.user_ns {
+        return true;
+    }
+    std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() == "allow")
+}
+
+fn install_seccomp(ctx: &InitCtx<'_>) -> Result<(), String> {
+    let Some(filter) = ctx.seccomp else {
+        return Ok(());
+    };
+    let listener = filter.install().map_err(|e| format!("install seccomp filter: {e}"))?;
+    if let (Some(fd), Some(path)) = (
+        listener,
+        ctx.spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+            .and_then(|s| s.listener_path().clone()),
+    ) {
+        let metadata = ctx
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref())
+            .and_then(|s| s.listener_metadata().clone())
+            .unwrap_or_default();
+        let state = serde_json::json!({
+            "ociVersion": "1.2.0",
+            "fds": ["seccompFd"],
+            "pid": std::process::id(),
+            "metadata": metadata,
+            "state": { "ociVersion": "1.2.0", "status": "creating", "pid": std::process::id() },
+        });
+        let body = serde_json::to_vec(&state).map_err(|e| e.to_string())?;
+        berth_seccomp::send_listener(&path, fd.as_fd(), &body)
+            .map_err(|e| format!("send seccomp listener to `{}`: {e}", path.display()))?;
+    }
+    Ok(())
+}
