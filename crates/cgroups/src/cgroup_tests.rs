@@ -8,8 +8,14 @@ fn default_path_is_berth_id_in_every_hierarchy() {
     let cg = Cgroup::new(&fake.hierarchy(), None, "abc").unwrap();
     assert_eq!(cg.version(), CgroupVersion::Hybrid);
     assert!(cg.paths().iter().all(|p| p.ends_with("berth/abc")));
-    assert!(cg.paths().contains(&fake.path("memory/berth/abc").as_path()));
-    assert!(cg.paths().contains(&fake.path("unified/berth/abc").as_path()));
+    assert!(
+        cg.paths()
+            .contains(&fake.path("memory/berth/abc").as_path())
+    );
+    assert!(
+        cg.paths()
+            .contains(&fake.path("unified/berth/abc").as_path())
+    );
     assert_eq!(cg.owned_parents, 1);
 }
 
@@ -18,13 +24,22 @@ fn absolute_and_relative_paths() {
     let fake = FakeFs::new(Layout::Hybrid);
     let h = fake.hierarchy();
     let abs = Cgroup::new(&h, Some("/kube/pod1/c"), "c").unwrap();
-    assert!(abs.paths().contains(&fake.path("cpu/kube/pod1/c").as_path()));
+    assert!(
+        abs.paths()
+            .contains(&fake.path("cpu/kube/pod1/c").as_path())
+    );
     assert_eq!(abs.owned_parents, 0);
     // Relative: v1 under this process's own cgroup, v2 under its parent.
     let rel = Cgroup::new(&h, Some("sub/c"), "c").unwrap();
-    assert!(rel.paths().contains(&fake.path("memory/own/sub/c").as_path()));
+    assert!(
+        rel.paths()
+            .contains(&fake.path("memory/own/sub/c").as_path())
+    );
     assert!(rel.paths().contains(&fake.path("cpu/sub/c").as_path()));
-    assert!(rel.paths().contains(&fake.path("unified/user/sub/c").as_path()));
+    assert!(
+        rel.paths()
+            .contains(&fake.path("unified/user/sub/c").as_path())
+    );
 }
 
 #[test]
@@ -35,7 +50,10 @@ fn refused_paths() {
     assert!(matches!(err, CgroupError::SystemdPath { .. }), "{err}");
     for bad in ["/a/../../etc", "/", "../x"] {
         let err = Cgroup::new(&h, Some(bad), "x").unwrap_err();
-        assert!(matches!(err, CgroupError::InvalidPath { .. }), "{bad}: {err}");
+        assert!(
+            matches!(err, CgroupError::InvalidPath { .. }),
+            "{bad}: {err}"
+        );
     }
     for id in ["", "..", "a/b"] {
         assert!(Cgroup::new(&h, None, id).is_err(), "{id:?}");
@@ -58,7 +76,10 @@ fn create_enables_v2_controllers_down_the_path() {
     let fake = FakeFs::new(Layout::V2);
     let h = fake.hierarchy();
     fake.precreate(&h, "a/b");
-    Cgroup::new(&h, Some("/a/b"), "b").unwrap().create().unwrap();
+    Cgroup::new(&h, Some("/a/b"), "b")
+        .unwrap()
+        .create()
+        .unwrap();
     // The fake keeps the last write only; the kernel accumulates them.
     assert_eq!(fake.read("unified/cgroup.subtree_control"), "+pids");
     assert_eq!(fake.read("unified/a/cgroup.subtree_control"), "+pids");
@@ -91,7 +112,10 @@ fn destroy_removes_owned_empty_parents_only() {
     let fake = FakeFs::new(Layout::V1);
     let h = fake.hierarchy();
     // Bare directories (no files) so that rmdir works on the fake.
-    for p in cgroup_paths(&h, "berth/a").into_iter().chain(cgroup_paths(&h, "berth/b")) {
+    for p in cgroup_paths(&h, "berth/a")
+        .into_iter()
+        .chain(cgroup_paths(&h, "berth/b"))
+    {
         fs::create_dir_all(p).unwrap();
     }
     fs::create_dir_all(fake.path("cpu/keep/x")).unwrap();
@@ -99,7 +123,10 @@ fn destroy_removes_owned_empty_parents_only() {
     assert!(fake.path("cpu/berth/b").is_dir(), "sibling untouched");
     Cgroup::new(&h, None, "b").unwrap().destroy().unwrap();
     assert!(!fake.path("cpu/berth").exists(), "empty /berth removed");
-    Cgroup::new(&h, Some("/keep/x"), "x").unwrap().destroy().unwrap();
+    Cgroup::new(&h, Some("/keep/x"), "x")
+        .unwrap()
+        .destroy()
+        .unwrap();
     assert!(fake.path("cpu/keep").is_dir(), "config-given parents stay");
 }
 
@@ -146,7 +173,11 @@ fn freezer_v1_and_v2() {
     fake.precreate(&h, "berth/f");
     let cg = Cgroup::new(&h, None, "f").unwrap();
     // The fake's cgroup.events says frozen at once, as the kernel would eventually.
-    fs::write(fake.path("unified/berth/f/cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
+    fs::write(
+        fake.path("unified/berth/f/cgroup.events"),
+        "populated 1\nfrozen 1\n",
+    )
+    .unwrap();
     cg.freeze().unwrap();
     assert_eq!(fake.read("unified/berth/f/cgroup.freeze"), "1");
     assert!(cg.is_frozen().unwrap());
@@ -161,20 +192,32 @@ fn stats_and_oom_count_v1() {
     w("cpuacct/berth/s/cpuacct.usage", "5000\n");
     w("cpuacct/berth/s/cpuacct.usage_percpu", "3000 2000 \n");
     w("cpuacct/berth/s/cpuacct.stat", "user 2\nsystem 1\n");
-    w("cpu/berth/s/cpu.stat", "nr_periods 4\nnr_throttled 1\nthrottled_time 77\n");
+    w(
+        "cpu/berth/s/cpu.stat",
+        "nr_periods 4\nnr_throttled 1\nthrottled_time 77\n",
+    );
     w("memory/berth/s/memory.stat", "cache 4096\nrss 8192\n");
     w("memory/berth/s/memory.usage_in_bytes", "12288\n");
-    w("memory/berth/s/memory.limit_in_bytes", "9223372036854771712\n");
+    w(
+        "memory/berth/s/memory.limit_in_bytes",
+        "9223372036854771712\n",
+    );
     w("memory/berth/s/memory.memsw.limit_in_bytes", "-1\n");
     w("hugetlb/berth/s/hugetlb.2MB.limit_in_bytes", "0\n");
-    w("memory/berth/s/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n");
+    w(
+        "memory/berth/s/memory.oom_control",
+        "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+    );
     w("pids/berth/s/pids.current", "3\n");
     w("pids/berth/s/pids.max", "max\n");
     let cg = Cgroup::new(&h, None, "s").unwrap();
     let s = cg.stats().unwrap();
     assert_eq!(s.cpu.usage.total, 5000);
     assert_eq!(s.cpu.usage.percpu, [3000, 2000]);
-    assert_eq!((s.cpu.usage.user, s.cpu.usage.kernel), (20_000_000, 10_000_000));
+    assert_eq!(
+        (s.cpu.usage.user, s.cpu.usage.kernel),
+        (20_000_000, 10_000_000)
+    );
     assert_eq!(s.cpu.throttling.throttled_time, 77);
     assert_eq!((s.memory.cache, s.memory.usage.usage), (4096, 12288));
     assert_eq!(s.memory.raw.get("rss"), Some(&8192));
@@ -188,21 +231,34 @@ fn stats_and_oom_count_v2() {
     let fake = FakeFs::new(Layout::V2);
     let h = fake.hierarchy();
     fake.precreate(&h, "berth/s");
-    let w = |rel: &str, v: &str| fs::write(fake.path(&format!("unified/berth/s/{rel}")), v).unwrap();
-    w("cpu.stat", "usage_usec 10\nuser_usec 6\nsystem_usec 4\nnr_periods 2\nthrottled_usec 3\n");
+    let w =
+        |rel: &str, v: &str| fs::write(fake.path(&format!("unified/berth/s/{rel}")), v).unwrap();
+    w(
+        "cpu.stat",
+        "usage_usec 10\nuser_usec 6\nsystem_usec 4\nnr_periods 2\nthrottled_usec 3\n",
+    );
     w("memory.stat", "anon 100\nfile 200\n");
     w("memory.current", "300\n");
     w("memory.max", "max\n");
     w("memory.swap.max", "0\n");
     w("memory.events", "low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\n");
-    w("io.stat", "8:0 rbytes=1024 wbytes=2048 rios=1 wios=2 dbytes=0 dios=0\n");
+    w(
+        "io.stat",
+        "8:0 rbytes=1024 wbytes=2048 rios=1 wios=2 dbytes=0 dios=0\n",
+    );
     w("pids.current", "1\n");
     w("pids.max", "64\n");
     let cg = Cgroup::new(&h, None, "s").unwrap();
     let s = cg.stats().unwrap();
-    assert_eq!((s.cpu.usage.total, s.cpu.usage.user, s.cpu.usage.kernel), (10_000, 6000, 4000));
+    assert_eq!(
+        (s.cpu.usage.total, s.cpu.usage.user, s.cpu.usage.kernel),
+        (10_000, 6000, 4000)
+    );
     assert_eq!(s.cpu.throttling.throttled_time, 3000);
-    assert_eq!((s.memory.cache, s.memory.usage.usage, s.memory.usage.failcnt), (200, 300, 5));
+    assert_eq!(
+        (s.memory.cache, s.memory.usage.usage, s.memory.usage.failcnt),
+        (200, 300, 5)
+    );
     assert_eq!(s.memory.usage.limit, u64::MAX);
     assert_eq!(s.blkio.io_service_bytes_recursive.len(), 2);
     assert_eq!(s.blkio.io_serviced_recursive[1].value, 2);
@@ -213,18 +269,26 @@ fn stats_and_oom_count_v2() {
 #[test]
 fn container_mounts_per_layout() {
     let fake = FakeFs::new(Layout::V2);
-    let m = Cgroup::new(&fake.hierarchy(), None, "m").unwrap().container_mounts();
+    let m = Cgroup::new(&fake.hierarchy(), None, "m")
+        .unwrap()
+        .container_mounts();
     assert_eq!(m.len(), 1);
     assert!(matches!(&m[0].kind, CgroupMountKind::Mount { fstype, .. } if fstype == "cgroup2"));
 
     let fake = FakeFs::new(Layout::Hybrid);
     std::os::unix::fs::symlink("cpu", fake.path("cpu-alias")).unwrap();
-    let m = Cgroup::new(&fake.hierarchy(), None, "m").unwrap().container_mounts();
+    let m = Cgroup::new(&fake.hierarchy(), None, "m")
+        .unwrap()
+        .container_mounts();
     let desc: Vec<String> = m
         .iter()
         .map(|m| match &m.kind {
             CgroupMountKind::Mount { fstype, data, .. } => {
-                format!("{} {fstype} {}", m.dest.display(), data.clone().unwrap_or_default())
+                format!(
+                    "{} {fstype} {}",
+                    m.dest.display(),
+                    data.clone().unwrap_or_default()
+                )
             }
             CgroupMountKind::Symlink { target } => format!("{} -> {target}", m.dest.display()),
         })
@@ -232,6 +296,9 @@ fn container_mounts_per_layout() {
     assert_eq!(desc[0], " tmpfs mode=755");
     assert!(desc.contains(&"cpu cgroup cpu".to_owned()), "{desc:?}");
     assert!(desc.contains(&"cpu-alias -> cpu".to_owned()), "{desc:?}");
-    assert!(desc.contains(&"systemd cgroup name=systemd".to_owned()), "{desc:?}");
+    assert!(
+        desc.contains(&"systemd cgroup name=systemd".to_owned()),
+        "{desc:?}"
+    );
     assert!(desc.contains(&"unified cgroup2 ".to_owned()), "{desc:?}");
 }

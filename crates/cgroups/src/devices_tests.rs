@@ -8,7 +8,11 @@ fn rules(json: &str) -> Vec<DeviceRule> {
 /// Runs the filter the way the kernel would for one access; returns r0.
 fn run(prog: &[BpfInsn], kind: i32, access: u8, major: u32, minor: u32) -> i64 {
     let mut r = [0i64; 11];
-    let ctx = [(u32::from(access) << 16) | kind.cast_unsigned(), major, minor];
+    let ctx = [
+        (u32::from(access) << 16) | kind.cast_unsigned(),
+        major,
+        minor,
+    ];
     let mut pc = 0usize;
     loop {
         let i = prog[pc];
@@ -43,7 +47,10 @@ fn v1_spelling() {
             {"allow": true, "type": "b", "access": "m"},
             {"allow": true, "type": "c", "major": 136, "minor": -1}]"#,
     );
-    let got: Vec<_> = v1_writes(&r).into_iter().map(|w| format!("{} {}", w.file, w.value)).collect();
+    let got: Vec<_> = v1_writes(&r)
+        .into_iter()
+        .map(|w| format!("{} {}", w.file, w.value))
+        .collect();
     assert_eq!(
         got,
         [
@@ -79,7 +86,9 @@ fn filter_default_deny_with_allow_list() {
 
 #[test]
 fn filter_allow_needs_every_requested_bit() {
-    let prog = program(&rules(r#"[{"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}]"#));
+    let prog = program(&rules(
+        r#"[{"allow": true, "type": "c", "major": 1, "minor": 5, "access": "r"}]"#,
+    ));
     assert_eq!(run(&prog, C, ACC_READ, 1, 5), 1);
     assert_eq!(run(&prog, C, ACC_READ | ACC_WRITE, 1, 5), 0);
     assert_eq!(run(&prog, B, ACC_READ, 1, 5), 0);
@@ -92,7 +101,11 @@ fn filter_default_allow_with_deny_list() {
             {"allow": false, "type": "b", "major": 8, "access": "w"}]"#,
     ));
     assert_eq!(run(&prog, B, ACC_READ, 8, 1), 1, "read allowed");
-    assert_eq!(run(&prog, B, ACC_READ | ACC_WRITE, 8, 1), 0, "any denied bit denies");
+    assert_eq!(
+        run(&prog, B, ACC_READ | ACC_WRITE, 8, 1),
+        0,
+        "any denied bit denies"
+    );
     assert_eq!(run(&prog, C, ACC_WRITE, 8, 1), 1, "other type");
 }
 
@@ -117,7 +130,8 @@ fn later_rules_override_earlier_ones_as_on_v1() {
 
 #[test]
 fn refuses_fifo_and_bad_numbers() {
-    let list: Vec<LinuxDeviceCgroup> = serde_json::from_str(r#"[{"allow": true, "type": "p"}]"#).unwrap();
+    let list: Vec<LinuxDeviceCgroup> =
+        serde_json::from_str(r#"[{"allow": true, "type": "p"}]"#).unwrap();
     assert!(parse_rules(&list).is_err());
     let list: Vec<LinuxDeviceCgroup> =
         serde_json::from_str(r#"[{"allow": true, "type": "c", "major": 99999999999}]"#).unwrap();

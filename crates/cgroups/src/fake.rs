@@ -8,13 +8,49 @@ use crate::hierarchy::{Hierarchy, detect_at};
 
 /// Files a v1 hierarchy shows in every cgroup, by controller.
 const V1_FILES: &[(&str, &[&str])] = &[
-    ("cpu", &["cpu.shares", "cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.cfs_burst_us", "cpu.rt_period_us", "cpu.rt_runtime_us", "cpu.idle", "cpu.stat"]),
-    ("cpuacct", &["cpuacct.usage", "cpuacct.usage_percpu", "cpuacct.stat"]),
+    (
+        "cpu",
+        &[
+            "cpu.shares",
+            "cpu.cfs_quota_us",
+            "cpu.cfs_period_us",
+            "cpu.cfs_burst_us",
+            "cpu.rt_period_us",
+            "cpu.rt_runtime_us",
+            "cpu.idle",
+            "cpu.stat",
+        ],
+    ),
+    (
+        "cpuacct",
+        &["cpuacct.usage", "cpuacct.usage_percpu", "cpuacct.stat"],
+    ),
     ("cpuset", &["cpuset.cpus", "cpuset.mems"]),
-    ("memory", &["memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.soft_limit_in_bytes", "memory.swappiness", "memory.oom_control", "memory.stat", "memory.usage_in_bytes"]),
+    (
+        "memory",
+        &[
+            "memory.limit_in_bytes",
+            "memory.memsw.limit_in_bytes",
+            "memory.soft_limit_in_bytes",
+            "memory.swappiness",
+            "memory.oom_control",
+            "memory.stat",
+            "memory.usage_in_bytes",
+        ],
+    ),
     ("devices", &["devices.allow", "devices.deny"]),
     ("freezer", &["freezer.state"]),
-    ("blkio", &["blkio.weight", "blkio.weight_device", "blkio.throttle.read_bps_device", "blkio.throttle.write_bps_device", "blkio.throttle.read_iops_device", "blkio.throttle.write_iops_device"]),
+    (
+        "blkio",
+        &[
+            "blkio.weight",
+            "blkio.weight_device",
+            "blkio.throttle.read_bps_device",
+            "blkio.throttle.write_bps_device",
+            "blkio.throttle.read_iops_device",
+            "blkio.throttle.write_iops_device",
+        ],
+    ),
     ("pids", &["pids.max", "pids.current"]),
     ("hugetlb", &["hugetlb.2MB.limit_in_bytes"]),
     ("name=systemd", &[]),
@@ -22,11 +58,30 @@ const V1_FILES: &[(&str, &[&str])] = &[
 
 /// Files of a v2 cgroup with every controller enabled.
 const V2_FILES: &[&str] = &[
-    "cgroup.controllers", "cgroup.subtree_control", "cgroup.freeze", "cgroup.events",
-    "cpu.weight", "cpu.max", "cpu.max.burst", "cpu.idle", "cpu.stat", "cpuset.cpus",
-    "cpuset.mems", "memory.max", "memory.swap.max", "memory.low", "memory.high",
-    "memory.stat", "memory.events", "memory.current", "pids.max", "pids.current",
-    "io.weight", "io.max", "io.stat", "hugetlb.2MB.max",
+    "cgroup.controllers",
+    "cgroup.subtree_control",
+    "cgroup.freeze",
+    "cgroup.events",
+    "cpu.weight",
+    "cpu.max",
+    "cpu.max.burst",
+    "cpu.idle",
+    "cpu.stat",
+    "cpuset.cpus",
+    "cpuset.mems",
+    "memory.max",
+    "memory.swap.max",
+    "memory.low",
+    "memory.high",
+    "memory.stat",
+    "memory.events",
+    "memory.current",
+    "pids.max",
+    "pids.current",
+    "io.weight",
+    "io.max",
+    "io.stat",
+    "hugetlb.2MB.max",
 ];
 
 pub(crate) struct FakeFs {
@@ -64,11 +119,19 @@ impl FakeFs {
             let mp = fs.root().join("unified");
             fs::create_dir_all(&mp).expect("mkdir");
             mountinfo += &format!("2 1 0:2 / {} rw - cgroup2 cgroup2 rw\n", mp.display());
-            let controllers = if layout == Layout::V2 { "cpuset cpu io memory hugetlb pids" } else { "hugetlb" };
+            let controllers = if layout == Layout::V2 {
+                "cpuset cpu io memory hugetlb pids"
+            } else {
+                "hugetlb"
+            };
             fs.populate_v2(&mp, controllers);
         }
         fs::write(fs.root().join("mountinfo"), mountinfo).expect("write");
-        fs::write(fs.root().join("self-cgroup"), "4:memory:/own\n0::/user/own\n").expect("write");
+        fs::write(
+            fs.root().join("self-cgroup"),
+            "4:memory:/own\n0::/user/own\n",
+        )
+        .expect("write");
         fs
     }
 
@@ -77,7 +140,11 @@ impl FakeFs {
     }
 
     pub(crate) fn hierarchy(&self) -> Hierarchy {
-        detect_at(&self.root().join("mountinfo"), &self.root().join("self-cgroup")).expect("detect")
+        detect_at(
+            &self.root().join("mountinfo"),
+            &self.root().join("self-cgroup"),
+        )
+        .expect("detect")
     }
 
     fn populate_v1(&self, dir: &Path, controller: &str) {
@@ -116,7 +183,8 @@ impl FakeFs {
                         }
                     }
                     crate::hierarchy::Flavor::V2 => {
-                        let ctrls = fs::read_to_string(m.mount_point.join("cgroup.controllers")).unwrap_or_default();
+                        let ctrls = fs::read_to_string(m.mount_point.join("cgroup.controllers"))
+                            .unwrap_or_default();
                         self.populate_v2(&cur, &ctrls);
                     }
                 }

@@ -277,7 +277,10 @@ mod tests {
         let h = detect_text(HYBRID, SELF);
         assert_eq!(h.version(), CgroupVersion::Hybrid);
         // The v2 controller list comes from the (real) mount point; only v1 is fixed here.
-        let names: Vec<_> = h.mounts[..4].iter().map(|m| m.controllers.join(",")).collect();
+        let names: Vec<_> = h.mounts[..4]
+            .iter()
+            .map(|m| m.controllers.join(","))
+            .collect();
         assert_eq!(names, ["cpu", "cpuacct", "memory", "name=systemd"]);
         assert_eq!(h.mounts[4].flavor, Flavor::V2);
         assert_eq!(h.mounts[2].own.as_deref(), Some("/user/x"));

@@ -14,7 +14,11 @@ const FULL: &str = r#"{
   "hugepageLimits": [{"pageSize": "2MB", "limit": 4194304}]
 }"#;
 
-fn plan_for(r: &LinuxResources, fl: &dyn Fn(Ctrl) -> Option<Flavor>, unified: Option<&[String]>) -> Vec<(String, String)> {
+fn plan_for(
+    r: &LinuxResources,
+    fl: &dyn Fn(Ctrl) -> Option<Flavor>,
+    unified: Option<&[String]>,
+) -> Vec<(String, String)> {
     let steps = plan(r, fl, unified).expect("plan");
     let mut out = Vec::new();
     for s in steps {
@@ -24,7 +28,9 @@ fn plan_for(r: &LinuxResources, fl: &dyn Fn(Ctrl) -> Option<Flavor>, unified: Op
                 out.push((a.file, a.value));
                 out.push((b.file, b.value));
             }
-            Step::FirstOf { writes, .. } => out.push((writes[0].file.clone(), writes[0].value.clone())),
+            Step::FirstOf { writes, .. } => {
+                out.push((writes[0].file.clone(), writes[0].value.clone()))
+            }
             Step::DeviceFilter(_) => out.push(("<bpf>".into(), String::new())),
         }
     }
@@ -32,7 +38,9 @@ fn plan_for(r: &LinuxResources, fl: &dyn Fn(Ctrl) -> Option<Flavor>, unified: Op
 }
 
 fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
-    v.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+    v.iter()
+        .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+        .collect()
 }
 
 #[test]
@@ -84,10 +92,24 @@ fn full_resources_on_v2() {
 
 #[test]
 fn hybrid_mixes_spellings_per_controller() {
-    let fl = |c| if c == Ctrl::Hugetlb { Some(Flavor::V2) } else { Some(Flavor::V1) };
-    let r = resources(r#"{"memory": {"limit": 4096}, "hugepageLimits": [{"pageSize": "2MB", "limit": -1}]}"#);
+    let fl = |c| {
+        if c == Ctrl::Hugetlb {
+            Some(Flavor::V2)
+        } else {
+            Some(Flavor::V1)
+        }
+    };
+    let r = resources(
+        r#"{"memory": {"limit": 4096}, "hugepageLimits": [{"pageSize": "2MB", "limit": -1}]}"#,
+    );
     let got = plan_for(&r, &fl, Some(&["hugetlb".to_owned()]));
-    assert_eq!(got, pairs(&[("memory.limit_in_bytes", "4096"), ("hugetlb.2MB.max", "max")]));
+    assert_eq!(
+        got,
+        pairs(&[
+            ("memory.limit_in_bytes", "4096"),
+            ("hugetlb.2MB.max", "max")
+        ])
+    );
 }
 
 #[test]
@@ -106,7 +128,12 @@ fn unlimited_values() {
     let v2 = plan_for(&r, &|_| Some(Flavor::V2), Some(&[]));
     assert_eq!(
         v2,
-        pairs(&[("memory.swap.max", "max"), ("memory.max", "max"), ("cpu.max", "max"), ("pids.max", "max")])
+        pairs(&[
+            ("memory.swap.max", "max"),
+            ("memory.max", "max"),
+            ("cpu.max", "max"),
+            ("pids.max", "max")
+        ])
     );
 }
 
@@ -136,7 +163,10 @@ fn refuses_bad_values() {
     ];
     for b in bad {
         let err = plan(&resources(b), &v1, None).expect_err(b);
-        assert!(matches!(err, CgroupError::InvalidResource { .. }), "{b}: {err}");
+        assert!(
+            matches!(err, CgroupError::InvalidResource { .. }),
+            "{b}: {err}"
+        );
     }
     // v2 only: swap without memory limit.
     let r = resources(r#"{"memory": {"swap": 1000}}"#);
@@ -149,9 +179,15 @@ fn unified_keys_need_v2_and_the_controller() {
     let err = plan(&r, &|_| Some(Flavor::V1), None).unwrap_err();
     assert!(matches!(err, CgroupError::UnifiedWithoutV2 { .. }), "{err}");
     let err = plan(&r, &|_| Some(Flavor::V2), Some(&["cpu".to_owned()])).unwrap_err();
-    assert!(matches!(err, CgroupError::ControllerMissing { .. }), "{err}");
+    assert!(
+        matches!(err, CgroupError::ControllerMissing { .. }),
+        "{err}"
+    );
     let got = plan_for(&r, &|_| Some(Flavor::V2), Some(&["memory".to_owned()]));
-    assert_eq!(got, pairs(&[("cgroup.max.depth", "3"), ("memory.high", "1000")]));
+    assert_eq!(
+        got,
+        pairs(&[("cgroup.max.depth", "3"), ("memory.high", "1000")])
+    );
     let r = resources(r#"{"unified": {"../memory.max": "1"}}"#);
     assert!(plan(&r, &|_| Some(Flavor::V2), Some(&[])).is_err());
 }
@@ -182,9 +218,14 @@ fn conversions_match_runc() {
 
 #[test]
 fn devices_on_v1_deny_all_first() {
-    let r = resources(r#"{"devices": [{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"}]}"#);
+    let r = resources(
+        r#"{"devices": [{"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"}]}"#,
+    );
     let got = plan_for(&r, &|_| Some(Flavor::V1), None);
-    assert_eq!(got, pairs(&[("devices.deny", "a"), ("devices.allow", "c 1:3 rw")]));
+    assert_eq!(
+        got,
+        pairs(&[("devices.deny", "a"), ("devices.allow", "c 1:3 rw")])
+    );
     let got = plan_for(&r, &|_| Some(Flavor::V2), Some(&[]));
     assert_eq!(got, pairs(&[("<bpf>", "")]));
 }
@@ -206,13 +247,22 @@ fn apply_writes_the_fake_v1_tree() {
     fake.precreate(&h, "berth/c1");
     cg.create().unwrap();
     cg.apply(&resources(FULL)).unwrap();
-    assert_eq!(fake.read("memory/berth/c1/memory.limit_in_bytes"), "1048576");
-    assert_eq!(fake.read("memory/berth/c1/memory.memsw.limit_in_bytes"), "2097152");
+    assert_eq!(
+        fake.read("memory/berth/c1/memory.limit_in_bytes"),
+        "1048576"
+    );
+    assert_eq!(
+        fake.read("memory/berth/c1/memory.memsw.limit_in_bytes"),
+        "2097152"
+    );
     assert_eq!(fake.read("cpu/berth/c1/cpu.cfs_quota_us"), "50000");
     assert_eq!(fake.read("cpuset/berth/c1/cpuset.cpus"), "0-1");
     assert_eq!(fake.read("pids/berth/c1/pids.max"), "32");
     assert_eq!(fake.read("blkio/berth/c1/blkio.weight"), "500");
-    assert_eq!(fake.read("hugetlb/berth/c1/hugetlb.2MB.limit_in_bytes"), "4194304");
+    assert_eq!(
+        fake.read("hugetlb/berth/c1/hugetlb.2MB.limit_in_bytes"),
+        "4194304"
+    );
 }
 
 #[test]
@@ -239,7 +289,10 @@ fn apply_on_hybrid_puts_hugetlb_in_the_v2_tree() {
     fake.precreate(&h, "berth/c3");
     cg.create().unwrap();
     cg.apply(&resources(FULL)).unwrap();
-    assert_eq!(fake.read("memory/berth/c3/memory.limit_in_bytes"), "1048576");
+    assert_eq!(
+        fake.read("memory/berth/c3/memory.limit_in_bytes"),
+        "1048576"
+    );
     assert_eq!(fake.read("unified/berth/c3/hugetlb.2MB.max"), "4194304");
     assert!(!fake.path("memory/berth/c3/memory.max").exists());
 }
