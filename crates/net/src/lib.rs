@@ -10,6 +10,8 @@
 //! [`NetStore::attach`] / [`NetStore::detach`] / [`NetStore::recover`].
 
 mod attach;
+pub mod dns;
+pub mod etc;
 mod ipam;
 mod netlink;
 mod netns;

@@ -122,11 +122,15 @@ impl Rtnl {
             .collect())
     }
 
-    /// Creates bridge `name`, brings it up, and returns its index. `EEXIST` is success.
-    pub(crate) fn ensure_bridge(&mut self, name: &str) -> Result<u32, NetlinkError> {
+    /// Creates bridge `name` with a fixed MAC, brings it up, and returns its index.
+    /// `EEXIST` is success. The fixed MAC matters: a bridge without one takes the lowest
+    /// MAC of its ports and changes it when that port leaves, which leaves stale ARP
+    /// entries for the gateway in every other container.
+    pub(crate) fn ensure_bridge(&mut self, name: &str, mac: [u8; 6]) -> Result<u32, NetlinkError> {
         let mut m = MsgBuilder::new(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL)
             .header(&ifinfomsg(0, IFF_UP, IFF_UP));
         m.attr_str(IFLA_IFNAME, name);
+        m.attr(IFLA_ADDRESS, &mac);
         m.begin_nest(IFLA_LINKINFO);
         m.attr_str(IFLA_INFO_KIND, "bridge");
         m.end_nest();

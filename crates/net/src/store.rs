@@ -387,7 +387,7 @@ impl NetStore {
     /// that forwarding and loopback publishing need. Returns the bridge's index.
     pub(crate) fn ensure_bridge(&self, network: &Network) -> Result<u32, NetError> {
         let mut rtnl = Rtnl::open()?;
-        let index = rtnl.ensure_bridge(&network.bridge)?;
+        let index = rtnl.ensure_bridge(&network.bridge, ipam::mac_for(network.gateway))?;
         rtnl.add_address(index, network.gateway, network.subnet.prefix())?;
         // Packets DNATed from 127.0.0.1 must be routable out of the bridge.
         let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", network.bridge);

@@ -46,6 +46,12 @@ fn create_list_inspect_remove_prune() {
             &["ip", "-o", "addr", "show", &b.bridge],
         )?;
         assert!(addrs.contains("inet 10.90.0.254/24"), "{addrs}");
+        // A fixed bridge MAC (from the gateway) keeps containers' ARP entries valid.
+        let link = run_in_ns(
+            &ns_path_of_thread(),
+            &["ip", "-o", "link", "show", &b.bridge],
+        )?;
+        assert!(link.contains("link/ether 02:42:0a:5a:00:fe"), "{link}");
         assert!(nft_table("berth_test")?.contains(&format!("oifname \"{}\"", b.bridge)));
 
         let c = ContainerNs::new()?;
