@@ -10,9 +10,10 @@ use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 use crate::cgroupfs::CgroupDir;
+use crate::controller::Ctrl;
 use crate::error::CgroupError;
 use crate::hierarchy::{CgroupVersion, Flavor, Hierarchy};
-use crate::resources::{self, Ctrl};
+use crate::resources;
 
 /// A container's cgroup; serializable so the runtime keeps it in state.json.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,7 +230,7 @@ impl Cgroup {
     /// The directory that carries `ctrl`: a v1 hierarchy that has it, else the v2 one if
     /// it has it (or if `ctrl` is part of the v2 core, like the freezer).
     pub(crate) fn locate(&self, ctrl: Ctrl) -> Option<&Dir> {
-        resources::locate(&self.dirs, ctrl, |d| (d.flavor, d.controllers.as_slice()))
+        crate::controller::locate(&self.dirs, ctrl, |d| (d.flavor, d.controllers.as_slice()))
     }
 
     pub(crate) fn open(&self, ctrl: Ctrl) -> Result<CgroupDir, CgroupError> {

@@ -4,8 +4,9 @@
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType};
 
 use crate::cgroupfs::CgroupDir;
+use crate::controller::Ctrl;
 use crate::error::CgroupError;
-use crate::resources::{Ctrl, Write};
+use crate::resources::Write;
 use crate::sys::{self, BpfInsn};
 
 /// Which device nodes a rule is about.

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use crate::cgroup::Cgroup;
 use crate::cgroupfs::CgroupDir;
+use crate::controller::Ctrl;
 use crate::error::CgroupError;
 use crate::hierarchy::Flavor;
-use crate::resources::Ctrl;
 
 /// Polls before giving up on a freeze (~10 s at 10 ms each).
 const POLLS: u32 = 1000;

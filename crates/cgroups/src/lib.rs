@@ -20,6 +20,7 @@
 
 mod cgroup;
 mod cgroupfs;
+mod controller;
 mod devices;
 mod error;
 #[cfg(test)]

@@ -6,9 +6,9 @@ use serde::Serialize;
 
 use crate::cgroup::Cgroup;
 use crate::cgroupfs::{CgroupDir, keyed_values, parse_u64};
+use crate::controller::Ctrl;
 use crate::error::CgroupError;
 use crate::hierarchy::Flavor;
-use crate::resources::Ctrl;
 
 #[allow(clippy::trivially_copy_pass_by_ref)] // serde's skip_serializing_if signature
 fn is_zero(v: &u64) -> bool {

@@ -113,6 +113,39 @@ fn hybrid_mixes_spellings_per_controller() {
 }
 
 #[test]
+fn hugetlb_zero_is_a_limit_and_weight_devices_convert() {
+    let r = resources(
+        r#"{"hugepageLimits": [{"pageSize": "1GB", "limit": 0}],
+            "blockIO": {"weightDevice": [{"major": 8, "minor": 16, "weight": 1000}],
+                        "throttleWriteIOPSDevice": [{"major": 8, "minor": 16, "rate": 0}]}}"#,
+    );
+    let v1 = plan_for(&r, &|_| Some(Flavor::V1), None);
+    assert_eq!(
+        v1,
+        pairs(&[
+            ("blkio.weight_device", "8:16 1000"),
+            ("blkio.throttle.write_iops_device", "8:16 0"),
+            ("hugetlb.1GB.limit_in_bytes", "0"),
+        ])
+    );
+    let steps = plan(&r, &|_| Some(Flavor::V2), Some(&[])).unwrap();
+    let Step::FirstOf { writes, .. } = &steps[0] else {
+        panic!("weight is a FirstOf: {steps:?}")
+    };
+    assert_eq!(
+        (writes[0].file.as_str(), writes[0].value.as_str()),
+        ("io.bfq.weight", "8:16 1000")
+    );
+    assert_eq!(
+        (writes[1].file.as_str(), writes[1].value.as_str()),
+        ("io.weight", "8:16 10000")
+    );
+    let v2 = plan_for(&r, &|_| Some(Flavor::V2), Some(&[]));
+    assert_eq!(v2[1], ("io.max".to_owned(), "8:16 wiops=max".to_owned()));
+    assert_eq!(v2[2], ("hugetlb.1GB.max".to_owned(), "0".to_owned()));
+}
+
+#[test]
 fn unlimited_values() {
     let r = resources(r#"{"memory": {"limit": -1}, "cpu": {"quota": -1}, "pids": {"limit": -1}}"#);
     let v1 = plan_for(&r, &|_| Some(Flavor::V1), None);
