@@ -1,2 +1,34 @@
-//! berth-image: image references, the registry client, the content-addressed store, safe
-//! layer unpack and overlay rootfs snapshots. It knows nothing of containers' processes.
+//! berth-image owns everything about images: references (`reference`), the registry
+//! client (`registry`, OCI distribution API with token/basic auth), the verified
+//! content-addressed store (`store`), safe layer unpacking with overlayfs whiteouts
+//! (`unpack`), the overlay rootfs of a container (`rootfs`) and archives. It knows
+//! nothing of containers' processes, networks or the engine's metadata. Entry points:
+//! [`Store::open`], then [`pull`], [`Store::resolve`], [`mount_rootfs`].
+
+mod auth;
+mod digest;
+mod import;
+mod layer;
+mod manifest;
+mod pull;
+mod reference;
+mod registry;
+mod rootfs;
+mod store;
+mod sys;
+mod unpack;
+
+pub use auth::{AuthFileError, AuthFiles, Credentials};
+pub use digest::{Digest, ParseDigestError};
+pub use import::{ImportError, import};
+pub use layer::{DEFAULT_MAX_LAYER_BYTES, LayerError};
+pub use manifest::{
+    Descriptor, Index, Manifest, ManifestError, ParsePlatformError, Platform, PlatformJson,
+    chain_ids,
+};
+pub use pull::{NoProgress, PullError, PullEvent, PullOptions, PullProgress, pull};
+pub use reference::{ParseReferenceError, Reference};
+pub use registry::{ClientOptions, RegistryClient, RegistryError};
+pub use rootfs::{RootfsError, mount_rootfs, unmount_rootfs};
+pub use store::{Image, ImageRecord, LayerRecord, Store, StoreError, StoreLock, TempDir};
+pub use unpack::{UnpackError, UnpackOptions, unpack_layer};
