@@ -167,7 +167,7 @@ impl Cgroup {
             .find(|d| d.flavor == Flavor::V2)
             .map(|d| d.controllers.as_slice());
         let plan = resources::plan(r, &flavor_of, unified)?;
-        resources::execute(&plan, &|c| self.open(c))
+        resources::execute(&plan, &|c, file| self.open(c, file))
     }
 
     /// Moves process `pid` into the cgroup in every hierarchy.
@@ -233,12 +233,13 @@ impl Cgroup {
         crate::controller::locate(&self.dirs, ctrl, |d| (d.flavor, d.controllers.as_slice()))
     }
 
-    pub(crate) fn open(&self, ctrl: Ctrl) -> Result<CgroupDir, CgroupError> {
+    /// Opens the directory carrying `ctrl`; `file` names what was wanted in the error.
+    pub(crate) fn open(&self, ctrl: Ctrl, file: &str) -> Result<CgroupDir, CgroupError> {
         let d = self
             .locate(ctrl)
             .ok_or_else(|| CgroupError::ControllerMissing {
                 controller: ctrl.name().to_owned(),
-                file: String::new(),
+                file: file.to_owned(),
             })?;
         CgroupDir::open(&d.path)
     }

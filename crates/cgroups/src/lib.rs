@@ -8,7 +8,7 @@
 //! `cgroup` mount work inside a container. It does not fork, enter namespaces or mount
 //! anything: the runtime does that with the data returned here.
 //!
-//! Design: each resource has one writer ([`resources`](crate::resources)) that emits a
+//! Design: each resource has one writer (module `resources`) that emits a
 //! plan of file writes; v1 and v2 differ only in data (file name, value conversion),
 //! chosen per controller from the hierarchy that carries it. A hybrid host is therefore
 //! not a third code path: memory may come out v1-spelled and hugetlb v2-spelled in the

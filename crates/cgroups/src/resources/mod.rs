@@ -335,12 +335,13 @@ pub fn validate(r: &LinuxResources, h: &Hierarchy) -> Result<(), CgroupError> {
     plan(r, &flavor_of, unified).map(|_| ())
 }
 
-/// Performs `steps`; `open` gives the directory carrying a controller.
+/// Performs `steps`; `open` gives the directory carrying a controller (the file name is
+/// for the error if there is none).
 pub(crate) fn execute(
     steps: &[Step],
-    open: &dyn Fn(Ctrl) -> Result<CgroupDir, CgroupError>,
+    open: &dyn Fn(Ctrl, &str) -> Result<CgroupDir, CgroupError>,
 ) -> Result<(), CgroupError> {
-    let write = |w: &Write| open(w.ctrl)?.write(&w.file, &w.value);
+    let write = |w: &Write| open(w.ctrl, &w.file)?.write(&w.file, &w.value);
     for s in steps {
         match s {
             Step::Write(w) => write(w)?,
@@ -356,7 +357,7 @@ pub(crate) fn execute(
                 let Some(first) = writes.first() else {
                     continue;
                 };
-                let dir = open(first.ctrl)?;
+                let dir = open(first.ctrl, &first.file)?;
                 match writes.iter().find(|w| dir.has(&w.file)) {
                     Some(w) => dir.write(&w.file, &w.value)?,
                     None if *optional => {}
@@ -365,7 +366,7 @@ pub(crate) fn execute(
                 }
             }
             Step::DeviceFilter(rules) => {
-                let dir = open(Ctrl::Devices)?;
+                let dir = open(Ctrl::Devices, "device filter")?;
                 devices::install_filter(&dir, rules)?;
             }
         }
