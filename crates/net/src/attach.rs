@@ -53,6 +53,7 @@ impl NetStore {
                 container_id: container_id.to_owned(),
             });
         }
+        self.check_ports(container_id, &opts.ports)?;
         let ip = ipam::allocate(
             &net.subnet,
             net.gateway,

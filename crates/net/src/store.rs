@@ -15,7 +15,7 @@ use crate::ipam::{self, IpamError};
 use crate::netlink::NetlinkError;
 use crate::netns::NetnsError;
 use crate::nft::{self, NetRules, PortRule, Ruleset, expr::L4};
-use crate::record::{self, Attachment, Layout, Network, Protocol, RecordError};
+use crate::record::{self, Attachment, Layout, Network, PortMapping, Protocol, RecordError};
 use crate::rtnl::Rtnl;
 use crate::subnet::Subnet;
 
@@ -75,6 +75,16 @@ pub enum NetError {
         /// The network.
         network: String,
         /// The container.
+        container_id: String,
+    },
+    /// A host port is published already (by another container, on an overlapping address).
+    #[error("host port {port}/{protocol:?} is already published by container `{container_id}`")]
+    PortInUse {
+        /// The host port.
+        port: u16,
+        /// Its protocol.
+        protocol: Protocol,
+        /// The container that publishes it.
         container_id: String,
     },
     /// A name or id is empty, too long, or has characters other than `[A-Za-z0-9_.-]`.
@@ -435,6 +445,37 @@ impl NetStore {
         Ok(())
     }
 
+    /// Fails if one of `ports` collides with a port published by any attachment (also
+    /// within `ports` itself). An unspecified host address overlaps every address.
+    pub(crate) fn check_ports(
+        &self,
+        container_id: &str,
+        ports: &[PortMapping],
+    ) -> Result<(), NetError> {
+        let mut published: Vec<(String, PortMapping)> = Vec::new();
+        for n in self.list()? {
+            for a in record::read_all::<Attachment>(&self.layout.endpoints_dir(&n.name))? {
+                published.extend(a.ports.into_iter().map(|p| (a.container_id.clone(), p)));
+            }
+        }
+        for p in ports {
+            let clash = published.iter().find(|(_, q)| {
+                q.host_port == p.host_port
+                    && q.protocol == p.protocol
+                    && (q.host_ip.is_none() || p.host_ip.is_none() || q.host_ip == p.host_ip)
+            });
+            if let Some((owner, _)) = clash {
+                return Err(NetError::PortInUse {
+                    port: p.host_port,
+                    protocol: p.protocol,
+                    container_id: owner.clone(),
+                });
+            }
+            published.push((container_id.to_owned(), *p));
+        }
+        Ok(())
+    }
+
     /// Addresses leased on a network.
     pub(crate) fn used_addresses(&self, network: &Network) -> Result<HashSet<Ipv4Addr>, NetError> {
         let all: Vec<Attachment> = record::read_all(&self.layout.endpoints_dir(&network.name))?;
@@ -478,6 +519,56 @@ mod tests {
         drop(held);
         let f = File::open(store.layout.lock_file()).unwrap();
         assert!(Flock::lock(f, FlockArg::LockExclusiveNonblock).is_ok());
+    }
+
+    #[test]
+    fn published_ports_must_not_collide() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = NetStore::open(dir.path()).unwrap();
+        let net = Network {
+            name: "n".into(),
+            id: "0".repeat(64),
+            bridge: "br0".into(),
+            subnet: "10.0.0.0/24".parse().unwrap(),
+            gateway: "10.0.0.1".parse().unwrap(),
+            internal: false,
+            dns: true,
+            created: 0,
+        };
+        record::write_json(&store.layout.network_file("n"), &net).unwrap();
+        let lo = Some(Ipv4Addr::LOCALHOST);
+        let tcp = |host_ip, host_port| PortMapping {
+            host_ip,
+            host_port,
+            container_port: 80,
+            protocol: Protocol::Tcp,
+        };
+        let owner = Attachment {
+            network: "n".into(),
+            container_id: "a".into(),
+            name: None,
+            aliases: vec![],
+            ip: "10.0.0.2".parse().unwrap(),
+            prefix: 24,
+            gateway: net.gateway,
+            mac: String::new(),
+            host_veth: "v".into(),
+            ifname: "eth0".into(),
+            ports: vec![tcp(lo, 8080)],
+        };
+        record::write_json(&store.layout.endpoint_file("n", "a"), &owner).unwrap();
+        assert!(matches!(
+            store.check_ports("b", &[tcp(None, 8080)]),
+            Err(NetError::PortInUse { port: 8080, .. })
+        ));
+        let other_ip = Some(Ipv4Addr::new(10, 9, 9, 9));
+        assert!(store.check_ports("b", &[tcp(other_ip, 8080)]).is_ok());
+        let udp = PortMapping {
+            protocol: Protocol::Udp,
+            ..tcp(lo, 8080)
+        };
+        assert!(store.check_ports("b", &[udp]).is_ok());
+        assert!(store.check_ports("b", &[tcp(None, 9), tcp(lo, 9)]).is_err());
     }
 
     #[test]

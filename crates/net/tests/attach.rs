@@ -167,6 +167,37 @@ fn published_ports_answer_on_loopback_tcp_and_udp() {
         t.store.attach("pub", "c1", c.fd.as_fd(), &opts)?;
         let table = nft_table("berth_test")?;
         assert!(table.contains("dnat to 10.79.0.2:80"), "{table}");
+        // The same host port cannot be published twice, even on another address.
+        let c2 = ContainerNs::new()?;
+        let clash = PortMapping {
+            host_ip: None,
+            host_port: 18080,
+            container_port: 80,
+            protocol: Protocol::Tcp,
+        };
+        let opts2 = AttachOptions {
+            ports: vec![clash],
+            ..AttachOptions::default()
+        };
+        let err = t
+            .store
+            .attach("pub", "c2", c2.fd.as_fd(), &opts2)
+            .unwrap_err();
+        assert!(
+            matches!(err, NetError::PortInUse { port: 18080, .. }),
+            "{err}"
+        );
+        let udp_same = PortMapping {
+            protocol: Protocol::Udp,
+            host_port: 18082,
+            ..clash
+        };
+        let opts3 = AttachOptions {
+            ports: vec![udp_same],
+            ..AttachOptions::default()
+        };
+        t.store.attach("pub", "c2", c2.fd.as_fd(), &opts3)?;
+        t.store.detach("pub", "c2")?;
 
         let server = answer_once(serve_tcp_once(&c, 80));
         ping_tcp("127.0.0.1:18080".parse()?)?;
