@@ -89,23 +89,36 @@ impl Abi {
     }
 
     /// The syscall number of `name` on this ABI, as `seccomp_data.nr` carries it.
+    #[cfg(test)]
     pub(crate) fn syscall_nr(self, name: &str) -> Option<u32> {
-        let table = self.table();
-        table
-            .binary_search_by(|(n, _)| (*n).cmp(name))
-            .ok()
-            .map(|i| table[i].1)
+        lookup(name).and_then(|row| self.nr_in(row))
     }
 
-    fn table(self) -> &'static [(&'static str, u32)] {
-        match self {
-            Abi::X86_64 => table::X86_64,
-            Abi::X32 => table::X32,
-            Abi::X86 => table::X86,
-            Abi::Aarch64 => table::AARCH64,
-            Abi::Arm => table::ARM,
-        }
+    /// This ABI's number in a row returned by [`lookup`].
+    pub(crate) fn nr_in(self, row: &SyscallRow) -> Option<u32> {
+        let nr = row[self as usize];
+        (nr != table::NONE).then_some(nr)
     }
+}
+
+/// A syscall's numbers on every ABI, indexed by `Abi as usize`.
+pub(crate) type SyscallRow = [u32; 5];
+
+/// FNV-1a 64, the hash the generated table is sorted by.
+fn fnv1a(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The numbers of syscall `name` on every ABI, if any ABI has it.
+pub(crate) fn lookup(name: &str) -> Option<&'static SyscallRow> {
+    let hash = fnv1a(name);
+    let i = table::SYSCALLS
+        .binary_search_by_key(&hash, |row| row.0)
+        .ok()?;
+    let row = &table::SYSCALLS[i];
+    (row.1 == name).then_some(&row.2)
 }
 
 #[cfg(test)]
@@ -113,11 +126,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn tables_are_sorted_for_binary_search() {
-        for abi in Abi::ALL {
-            let t = abi.table();
-            assert!(t.windows(2).all(|w| w[0].0 < w[1].0), "{abi:?} not sorted");
-        }
+    fn table_is_sorted_by_the_hash_it_stores() {
+        let t = table::SYSCALLS;
+        assert!(
+            t.windows(2).all(|w| w[0].0 < w[1].0),
+            "not sorted, or a collision"
+        );
+        assert!(
+            t.iter().all(|row| fnv1a(row.1) == row.0),
+            "hash differs from generator"
+        );
+        assert!(Abi::ALL.iter().enumerate().all(|(i, a)| *a as usize == i));
     }
 
     #[test]

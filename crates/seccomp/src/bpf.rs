@@ -186,11 +186,19 @@ impl Emitter {
 /// without loading them into a kernel.
 #[cfg(test)]
 pub(crate) fn run(prog: &[Insn], data: &[u8; 64]) -> u32 {
+    run_counted(prog, data).0
+}
+
+/// [`run`], also returning how many instructions executed.
+#[cfg(test)]
+pub(crate) fn run_counted(prog: &[Insn], data: &[u8; 64]) -> (u32, usize) {
+    let mut steps = 0usize;
     let mut pc = 0usize;
     let mut a: u32 = 0;
     loop {
         let i = prog[pc];
         pc += 1;
+        steps += 1;
         let cond = |ok: bool| {
             if ok {
                 usize::from(i.jt)
@@ -208,7 +216,7 @@ pub(crate) fn run(prog: &[Insn], data: &[u8; 64]) -> u32 {
             JMP_JEQ_K => pc += cond(a == i.k),
             JMP_JGT_K => pc += cond(a > i.k),
             JMP_JGE_K => pc += cond(a >= i.k),
-            RET_K => return i.k,
+            RET_K => return (i.k, steps),
             other => panic!("unexpected opcode {other:#x} at {}", pc - 1),
         }
     }

@@ -13,7 +13,7 @@
 
 use crate::arch::{Abi, X32_SYSCALL_BIT};
 use crate::bpf::{Emitter, Insn, JMP_JEQ_K, JMP_JGE_K, JMP_JGT_K, Target};
-use crate::plan::{Cmp, Cond, Entry, Plan, RET_ERRNO, RET_KILL_PROCESS, Rule};
+use crate::plan::{Cmp, Cond, Entry, Plan, RET_ERRNO, RET_KILL_PROCESS};
 
 /// Offset of `nr` in `struct seccomp_data`.
 const NR_OFFSET: u32 = 0;
@@ -119,17 +119,14 @@ fn emit_search(e: &mut Emitter, items: &[(u32, Target)], default: Target) -> Tar
 
 /// The rules of one syscall, highest precedence first; returns the entry point.
 fn emit_block(e: &mut Emitter, plan: &Plan, abi: Abi, entries: &[Entry]) -> Target {
-    let rules: Vec<&Rule> = entries
-        .iter()
-        .map(|x| &plan.rules[x.rule as usize])
-        .collect();
+    let rule = |x: &Entry| &plan.rules[x.rule as usize];
     // Rules after an unconditional one can never be reached.
-    let reachable = rules
+    let reachable = entries
         .iter()
-        .position(|r| r.conds.is_empty())
-        .map_or(rules.len(), |i| i + 1);
+        .position(|x| rule(x).conds.is_empty())
+        .map_or(entries.len(), |i| i + 1);
     let mut fail = Target::Ret(plan.default_ret);
-    for rule in rules[..reachable].iter().rev() {
+    for rule in entries[..reachable].iter().rev().map(rule) {
         let mut pass = Target::Ret(rule.ret);
         for cond in rule.conds.iter().rev() {
             pass = emit_cond(e, cond, abi.has_64bit_args(), pass, fail);

@@ -4,7 +4,7 @@ use oci_spec::runtime::LinuxSeccomp;
 use serde_json::json;
 
 use crate::arch::{Abi, X32_SYSCALL_BIT};
-use crate::bpf::run;
+use crate::bpf::{run, run_counted};
 use crate::{Filter, ProfileError, SeccompError, compile};
 
 const ALLOW: u32 = 0x7fff_0000;
@@ -36,13 +36,17 @@ fn call(f: &Filter, abi: Abi, name: &str, args: [u64; 6]) -> u32 {
 }
 
 fn call_nr(f: &Filter, audit: u32, nr: u32, args: [u64; 6]) -> u32 {
+    run(&f.program, &seccomp_data(audit, nr, args))
+}
+
+fn seccomp_data(audit: u32, nr: u32, args: [u64; 6]) -> [u8; 64] {
     let mut d = [0u8; 64];
     d[..4].copy_from_slice(&nr.to_ne_bytes());
     d[4..8].copy_from_slice(&audit.to_ne_bytes());
     for (i, a) in args.iter().enumerate() {
         d[16 + 8 * i..24 + 8 * i].copy_from_slice(&a.to_ne_bytes());
     }
-    run(&f.program, &d)
+    d
 }
 
 const NO_ARGS: [u64; 6] = [0; 6];
@@ -338,7 +342,11 @@ fn invalid_profiles_are_rejected_before_fork() {
 #[test]
 fn long_programs_use_bridges_and_the_limit_is_enforced() {
     // Every x86_64 syscall with two 64-bit conditions: far beyond 255-insn jumps.
-    let names: Vec<&str> = crate::table::X86_64.iter().map(|e| e.0).collect();
+    let names: Vec<&str> = crate::table::SYSCALLS
+        .iter()
+        .filter(|row| row.2[Abi::X86_64 as usize] != crate::table::NONE)
+        .map(|row| row.1)
+        .collect();
     let rule = |op: &str| {
         json!({ "names": names, "action": "SCMP_ACT_ALLOW", "args": [
             { "index": 1, "value": 0x1_0000_0005u64, "op": op },
@@ -415,4 +423,43 @@ fn docker_default_blocks_what_docker_blocks() {
         call(&admin, x, "clone", [CLONE_NEWUSER, 0, 0, 0, 0, 0]),
         ALLOW
     );
+}
+
+#[test]
+fn features_list_what_the_compiler_knows() {
+    let f = crate::features();
+    assert_eq!(f["enabled"], true);
+    assert_eq!(f["actions"].as_array().map(Vec::len), Some(9));
+    assert_eq!(f["operators"].as_array().map(Vec::len), Some(7));
+    assert!(
+        f["archs"]
+            .as_array()
+            .expect("archs")
+            .contains(&json!("SCMP_ARCH_X32"))
+    );
+    let known = f["knownFlags"].as_array().expect("knownFlags");
+    let supported = f["supportedFlags"].as_array().expect("supportedFlags");
+    assert!(supported.iter().all(|s| known.contains(s)));
+    // Every kernel berth runs on has TSYNC (3.17) and LOG (4.14).
+    assert!(supported.contains(&json!("SECCOMP_FILTER_FLAG_TSYNC")));
+    assert!(supported.contains(&json!("SECCOMP_FILTER_FLAG_LOG")));
+}
+
+#[test]
+fn docker_default_decides_every_syscall_in_few_instructions() {
+    // The binary search bounds the path: arch dispatch, x32 split, ENOSYS check,
+    // about log2(n) `jge`, at most LEAF `jeq`, and the `ret`.
+    let f = compile(&crate::docker::docker_default(&[])).expect("default profile compiles");
+    let audit = Abi::X86_64.audit_arch();
+    let (mut max, mut total) = (0, 0);
+    for nr in 0..=470 {
+        let (_, steps) = run_counted(&f.program, &seccomp_data(audit, nr, NO_ARGS));
+        max = max.max(steps);
+        total += steps;
+    }
+    println!(
+        "docker default, x86_64: max {max} mean {} instructions",
+        total / 471
+    );
+    assert!(max <= 24, "longest path {max} instructions");
 }

@@ -62,3 +62,68 @@ pub(crate) fn send(
     stream.write_all(&state[sent..]).map_err(send_err)?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{IoSliceMut, Read, Write};
+    use std::os::fd::{AsFd, FromRawFd, OwnedFd, RawFd};
+    use std::os::unix::net::UnixListener;
+
+    use nix::sys::socket::{ControlMessageOwned, recvmsg};
+
+    use super::*;
+
+    #[test]
+    fn listener_fd_and_state_arrive_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("agent.sock");
+        let agent = UnixListener::bind(&path).expect("bind agent socket");
+        let (mut reader, writer) = std::io::pipe().expect("pipe");
+        let state = br#"{"fds":["seccompFd"]}"#;
+        send(&path, writer.as_fd(), state).expect("send listener");
+        drop(writer);
+        let (conn, _) = agent.accept().expect("accept");
+        let mut buf = [0u8; 64];
+        let mut cmsg = nix::cmsg_space!([RawFd; 1]);
+        let mut iov = [IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(
+            conn.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::empty(),
+        )
+        .expect("recvmsg");
+        let len = msg.bytes;
+        let fds: Vec<RawFd> = msg
+            .cmsgs()
+            .expect("cmsgs")
+            .flat_map(|c| match c {
+                ControlMessageOwned::ScmRights(fds) => fds,
+                _ => Vec::new(),
+            })
+            .collect();
+        assert_eq!(&buf[..len], state);
+        assert_eq!(fds.len(), 1);
+        // SAFETY: SCM_RIGHTS installed this fd in our process; nothing else owns it.
+        let received = unsafe { OwnedFd::from_raw_fd(fds[0]) };
+        // The received fd is the pipe's write end: data written to it comes out.
+        std::fs::File::from(received)
+            .write_all(b"x")
+            .expect("write");
+        let mut out = [0u8; 1];
+        reader.read_exact(&mut out).expect("read");
+        assert_eq!(&out, b"x");
+    }
+
+    #[test]
+    fn missing_agent_and_empty_state_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_r, w) = std::io::pipe().expect("pipe");
+        let missing = dir.path().join("none.sock");
+        let err = send(&missing, w.as_fd(), b"{}").expect_err("no agent");
+        assert!(matches!(err, ListenerError::Connect { .. }));
+        assert!(err.to_string().contains("none.sock"));
+        let err = send(&missing, w.as_fd(), b"").expect_err("empty state");
+        assert!(matches!(err, ListenerError::EmptyState { .. }));
+    }
+}

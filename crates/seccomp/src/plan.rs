@@ -7,7 +7,7 @@ use oci_spec::runtime::{
     LinuxSeccompOperator as Op, LinuxSyscall,
 };
 
-use crate::arch::Abi;
+use crate::arch::{Abi, SyscallRow, lookup};
 
 /// `SECCOMP_RET_KILL_PROCESS`.
 pub(crate) const RET_KILL_PROCESS: u32 = 0x8000_0000;
@@ -300,10 +300,12 @@ fn add_syscall(plan: &mut Plan, sc: &LinuxSyscall, has_listener: bool) -> Result
         .flatten()
         .map(|a| cond_of(a, sc))
         .collect::<Result<Vec<_>, _>>()?;
+    // Names unknown to every ABI are skipped, as runc does.
+    let rows: Vec<&SyscallRow> = sc.names().iter().filter_map(|n| lookup(n)).collect();
     // The numbers still count for the ENOSYS stub when the rule itself is dropped.
-    for name in sc.names() {
+    for row in &rows {
         for (i, abi) in plan.abis.iter().enumerate() {
-            if let Some(nr) = abi.syscall_nr(name) {
+            if let Some(nr) = abi.nr_in(row) {
                 let last = &mut plan.last_nr[i];
                 *last = Some(last.map_or(nr, |l| l.max(nr)));
             }
@@ -330,10 +332,10 @@ fn add_syscall(plan: &mut Plan, sc: &LinuxSyscall, has_listener: bool) -> Result
         plan.rules.push(Rule { ret, rank, conds });
     }
     let rule_ids = first_rule..plan.rules.len();
-    for name in sc.names() {
+    for row in &rows {
         for abi in plan.abis.iter().copied() {
-            let Some(nr) = abi.syscall_nr(name) else {
-                continue; // unknown on this ABI: skipped, as runc does
+            let Some(nr) = abi.nr_in(row) else {
+                continue; // not on this ABI
             };
             for rule in rule_ids.clone() {
                 let rule = u32::try_from(rule).expect("rule count fits u32");
