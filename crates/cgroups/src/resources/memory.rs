@@ -62,37 +62,33 @@ pub(super) fn plan_memory(m: &LinuxMemory, p: &mut Planner<'_>) -> Result<(), Cg
         Some(l) => p.write(&MEM_LIMIT, |fl| limit(fl, l))?,
         None => None,
     };
-    match (fl, swap) {
-        (Flavor::V1, s) => {
-            let swap_w = match s {
-                Some(s) => p.write(&MEM_SWAP, |fl| limit(fl, s))?,
-                None => None,
-            };
-            p.push_pair(lim_w, swap_w);
-        }
-        (Flavor::V2, s) => {
-            // v2 limits swap alone: memory.swap.max = (memory+swap) - memory.
-            if let Some(s) = s {
-                let v = match (s, lim) {
-                    (-1, _) => -1,
-                    (s, Some(l)) if l > 0 => s - l,
-                    _ => {
-                        return Err(invalid(
-                            "memory.swap",
-                            s,
-                            "a swap limit needs a memory limit",
-                        ));
-                    }
-                };
-                let w = p.write(&MEM_SWAP, |fl| limit(fl, v))?;
-                // No swap accounting: an unlimited swap is what the host has anyway.
-                p.steps.extend(w.map(|w| Step::FirstOf {
-                    writes: vec![w],
-                    optional: v == -1,
-                }));
-            }
+    let swap_value = match (fl, swap) {
+        (_, None) => None,
+        (Flavor::V1, Some(s)) => Some(s),
+        (Flavor::V2, Some(s)) => Some(v2_swap(s, lim)?),
+    };
+    let swap_w = match swap_value {
+        Some(v) => p.write(&MEM_SWAP, |fl| limit(fl, v))?,
+        None => None,
+    };
+    match swap_value {
+        // Unlimited swap goes first: it is valid against any memory limit, and a host
+        // without swap accounting (no file) has unlimited swap anyway.
+        Some(-1) => {
+            p.steps.extend(swap_w.map(|w| Step::FirstOf {
+                writes: vec![w],
+                optional: true,
+            }));
             p.push(lim_w);
         }
+        // v2: independent files.
+        _ if fl == Flavor::V2 => {
+            p.push(swap_w);
+            p.push(lim_w);
+        }
+        // v1: memory <= memory+swap at every moment; the valid order depends on the
+        // current values.
+        _ => p.push_pair(lim_w, swap_w),
     }
     if let Some(r) = byte_limit("memory.reservation", m.reservation())? {
         let w = p.write(&MEM_RESERVATION, |fl| limit(fl, r))?;
@@ -110,4 +106,17 @@ pub(super) fn plan_memory(m: &LinuxMemory, p: &mut Planner<'_>) -> Result<(), Cg
         p.push(w);
     }
     Ok(())
+}
+
+/// v2 limits swap alone: memory.swap.max = (memory+swap) - memory.
+fn v2_swap(swap: i64, lim: Option<i64>) -> Result<i64, CgroupError> {
+    match (swap, lim) {
+        (-1, _) => Ok(-1),
+        (s, Some(l)) if l > 0 => Ok(s - l),
+        (s, _) => Err(invalid(
+            "memory.swap",
+            s,
+            "a swap limit needs a memory limit",
+        )),
+    }
 }

@@ -152,8 +152,8 @@ fn unlimited_values() {
     assert_eq!(
         v1,
         pairs(&[
-            ("memory.limit_in_bytes", "-1"),
             ("memory.memsw.limit_in_bytes", "-1"),
+            ("memory.limit_in_bytes", "-1"),
             ("cpu.cfs_quota_us", "-1"),
             ("pids.max", "max"),
         ])
