@@ -151,6 +151,60 @@ pub(crate) fn v1_writes(rules: &[DeviceRule]) -> Vec<Write> {
         .collect()
 }
 
+/// Parses one `devices.list` line (`c 1:3 rwm`, `a *:* rwm`).
+fn parse_list_line(line: &str) -> Option<DeviceRule> {
+    let mut f = line.split_whitespace();
+    let kind = match f.next()? {
+        "a" => DevKind::All,
+        "c" => DevKind::Char,
+        "b" => DevKind::Block,
+        _ => return None,
+    };
+    let (maj, min) = f.next()?.split_once(':')?;
+    let num = |s: &str| {
+        if s == "*" {
+            Some(None)
+        } else {
+            s.parse().ok().map(Some)
+        }
+    };
+    let mut access = 0;
+    for ch in f.next()?.chars() {
+        access |= ACCESS.iter().find(|(c, _)| *c == ch)?.1;
+    }
+    Some(DeviceRule {
+        allow: true,
+        kind,
+        major: num(maj)?,
+        minor: num(min)?,
+        access,
+    })
+}
+
+/// Whether the v1 `devices.list` already is what `rules` would make. Only a deny-all
+/// result can be compared: in allow-all mode the kernel hides its deny exceptions.
+pub(crate) fn list_matches(dir: &CgroupDir, rules: &[DeviceRule]) -> Result<bool, CgroupError> {
+    let (default_allow, wanted) = effective(rules);
+    if default_allow {
+        return Ok(false);
+    }
+    let text = dir.read("devices.list")?;
+    let mut current = Vec::new();
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        match parse_list_line(line) {
+            Some(r) if r.kind != DevKind::All => current.push(r),
+            // Allow-all mode, or a line we don't understand: rewrite.
+            _ => return Ok(false),
+        }
+    }
+    let key = |r: &DeviceRule| (r.kind as u8, r.major, r.minor, r.access);
+    let mut a: Vec<_> = current.iter().map(key).collect();
+    let mut b: Vec<_> = wanted.iter().map(key).collect();
+    a.sort_unstable();
+    b.sort_unstable();
+    Ok(a == b)
+}
+
 /// What the v1 kernel would end with after `rules` on a deny-all cgroup: a default and
 /// exceptions to it. The v2 filter is built from this so that both versions agree.
 pub(crate) fn effective(rules: &[DeviceRule]) -> (bool, Vec<DeviceRule>) {

@@ -137,3 +137,23 @@ fn refuses_fifo_and_bad_numbers() {
         serde_json::from_str(r#"[{"allow": true, "type": "c", "major": 99999999999}]"#).unwrap();
     assert!(parse_rules(&list).is_err());
 }
+
+#[test]
+fn unchanged_v1_list_is_not_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = CgroupDir::open(dir.path()).unwrap();
+    let r = rules(
+        r#"[{"allow": false, "access": "rwm"},
+            {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rw"},
+            {"allow": true, "type": "c", "major": 136, "access": "rwm"}]"#,
+    );
+    std::fs::write(dir.path().join("devices.list"), "c 136:* rwm\nc 1:3 rw\n").unwrap();
+    assert!(list_matches(&d, &r).unwrap());
+    std::fs::write(dir.path().join("devices.list"), "c 1:3 rw\n").unwrap();
+    assert!(!list_matches(&d, &r).unwrap());
+    std::fs::write(dir.path().join("devices.list"), "a *:* rwm\n").unwrap();
+    assert!(!list_matches(&d, &r).unwrap());
+    // Allow-all targets are always written: the kernel hides their exceptions.
+    let all = rules(r#"[{"allow": true, "access": "rwm"}]"#);
+    assert!(!list_matches(&d, &all).unwrap());
+}

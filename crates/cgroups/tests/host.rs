@@ -150,6 +150,15 @@ fn lifecycle_on_the_host_layout() -> Result<()> {
                 .find(|p| p.starts_with("/sys/fs/cgroup/pids"))
                 .context("pids dir")?;
         ensure!(read(&pids.join("pids.max"))?.trim() == "32");
+        // The format the unchanged-list check parses.
+        let dev =
+            g.cg.paths()
+                .into_iter()
+                .find(|p| p.starts_with("/sys/fs/cgroup/devices"))
+                .context("devices dir")?;
+        ensure!(read(&dev.join("devices.list"))? == "c 1:3 rwm\n");
+        g.cg.apply(&r)?;
+        ensure!(read(&dev.join("devices.list"))? == "c 1:3 rwm\n");
     }
 
     // Devices: /dev/null allowed, /dev/zero denied (v1 list here, BPF on v2).

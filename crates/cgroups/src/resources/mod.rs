@@ -43,6 +43,9 @@ pub(crate) enum Step {
         writes: Vec<Write>,
         optional: bool,
     },
+    /// The v1 device list: deny all, then the rules, unless `devices.list` already holds
+    /// exactly their result (an `update` must not cut running processes off /dev/null).
+    DeviceList(Vec<DeviceRule>),
     /// The v2 device filter.
     DeviceFilter(Vec<DeviceRule>),
 }
@@ -228,9 +231,7 @@ pub(crate) fn plan(
 fn plan_devices(d: &[LinuxDeviceCgroup], p: &mut Planner<'_>) -> Result<(), CgroupError> {
     let rules = devices::parse_rules(d)?;
     match p.flavor(Ctrl::Devices, "devices.allow")? {
-        Flavor::V1 => p
-            .steps
-            .extend(devices::v1_writes(&rules).into_iter().map(Step::Write)),
+        Flavor::V1 => p.steps.push(Step::DeviceList(rules)),
         Flavor::V2 => p.steps.push(Step::DeviceFilter(rules)),
     }
     Ok(())
@@ -363,6 +364,14 @@ pub(crate) fn execute(
                     None if *optional => {}
                     // Nothing exists: report the preferred file.
                     None => dir.write(&first.file, &first.value)?,
+                }
+            }
+            Step::DeviceList(rules) => {
+                let dir = open(Ctrl::Devices, "devices.list")?;
+                if !devices::list_matches(&dir, rules)? {
+                    for w in devices::v1_writes(rules) {
+                        dir.write(&w.file, &w.value)?;
+                    }
                 }
             }
             Step::DeviceFilter(rules) => {

@@ -1,5 +1,6 @@
 use super::*;
 use crate::cgroup::Cgroup;
+use crate::devices;
 use crate::fake::{FakeFs, Layout};
 
 fn resources(json: &str) -> LinuxResources {
@@ -30,6 +31,13 @@ fn plan_for(
             }
             Step::FirstOf { writes, .. } => {
                 out.push((writes[0].file.clone(), writes[0].value.clone()))
+            }
+            Step::DeviceList(rules) => {
+                out.extend(
+                    devices::v1_writes(&rules)
+                        .into_iter()
+                        .map(|w| (w.file, w.value)),
+                );
             }
             Step::DeviceFilter(_) => out.push(("<bpf>".into(), String::new())),
         }
