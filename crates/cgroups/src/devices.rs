@@ -317,8 +317,9 @@ pub(crate) fn install_filter(dir: &CgroupDir, rules: &[DeviceRule]) -> Result<()
 }
 
 /// The device rules runc adds to every container: mknod of any node, and the standard
-/// /dev nodes (null, zero, full, random, urandom, tty, console, ptmx, pts). The runtime
-/// appends the config's own rules after these (and a deny-all is implied first).
+/// /dev nodes (null, zero, full, random, urandom, tty, console, ptmx, pts). As runc does,
+/// the runtime appends these after the config's own rules, so that a config's deny-all
+/// does not take them away. A deny-all is always implied before the whole list.
 pub fn default_allowed_devices() -> Vec<LinuxDeviceCgroup> {
     let rule = |typ, major: Option<i64>, minor: Option<i64>, access: &str| {
         let mut b = LinuxDeviceCgroupBuilder::default()
