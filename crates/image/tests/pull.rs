@@ -317,19 +317,25 @@ fn multi_arch_index_selects_platform() -> Result<()> {
     layout.push("multi", &reg, &name, &["--all"])?;
     let store = Store::open(&tmp.path().join("root"))?;
     let r = format!("{}/{name}", reg.addr);
-    let mut amd = PullOptions::default();
-    amd.platform = "linux/amd64".parse::<Platform>()?;
+    let amd = PullOptions {
+        platform: "linux/amd64".parse::<Platform>()?,
+        ..Default::default()
+    };
     let a = pull(&store, &r, &amd)?;
     assert_eq!(a.config.architecture().to_string(), "amd64");
-    let mut arm = PullOptions::default();
-    arm.platform = "linux/arm64".parse::<Platform>()?;
+    let arm = PullOptions {
+        platform: "linux/arm64".parse::<Platform>()?,
+        ..Default::default()
+    };
     let b = pull(&store, &r, &arm)?;
     assert_eq!(b.config.architecture().to_string(), "arm64");
     assert_ne!(a.record.id, b.record.id);
     // Same layers: the second pull reuses the unpacked chain.
     assert_eq!(a.record.layers, b.record.layers);
-    let mut s390 = PullOptions::default();
-    s390.platform = "linux/s390x".parse::<Platform>()?;
+    let s390 = PullOptions {
+        platform: "linux/s390x".parse::<Platform>()?,
+        ..Default::default()
+    };
     let err = format!("{:#}", pull(&store, &r, &s390).unwrap_err());
     assert!(
         err.contains("no manifest for platform `linux/s390x`"),
