@@ -200,9 +200,10 @@ fn read_meta<R: Read>(
         reason: "malformed numeric header field",
     };
     let mode = h.mode().map_err(bad)? & 0o7777;
-    let uid = h.uid().map_err(bad)?;
-    let gid = h.gid().map_err(bad)?;
-    let mut mtime = i64::try_from(h.mtime().map_err(bad)?).unwrap_or(i64::MAX);
+    // Writers leave these fields empty now and then; like Go's archive/tar, read that as 0.
+    let uid = h.uid().unwrap_or(0);
+    let gid = h.gid().unwrap_or(0);
+    let mut mtime = i64::try_from(h.mtime().unwrap_or(0)).unwrap_or(i64::MAX);
     let mut xattrs = Vec::new();
     if let Some(pax) = entry.pax_extensions().map_err(UnpackError::Read)? {
         for ext in pax {

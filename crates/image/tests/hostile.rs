@@ -316,7 +316,7 @@ fn bombs_and_digest_mismatches_are_refused() -> Result<()> {
         tmp.path(),
         "digest mismatch",
         std::slice::from_ref(&good),
-        &[good_diff.clone()],
+        std::slice::from_ref(&good_diff),
         Some((0, evil)),
         1 << 30,
     );
