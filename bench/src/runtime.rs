@@ -305,6 +305,74 @@ fn op_name(args: &[&OsStr]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A stand-in runtime: `--root DIR OP ...`; `fail` exits 3 after a message on
+    /// stderr, `hang` sleeps, `run` exits 7 (the container's code), others exit 0.
+    fn fake_runtime(dir: &Path) -> PathBuf {
+        let path = dir.join("fake-runtime");
+        let script = "#!/bin/sh\necho \"fake: $3 failed\" >&2\n\
+                      case \"$3\" in fail) exit 3;; hang) exec sleep 60;; run) exit 7;; esac\n";
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // A fork on another test thread may briefly hold our write fd (ETXTBSY on exec).
+        for _ in 0..200 {
+            match Command::new(&path).output() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                _ => break,
+            }
+        }
+        path
+    }
+
+    fn runtime(timeout: Duration) -> (tempfile::TempDir, Runtime) {
+        let dir = tempfile::tempdir().unwrap();
+        let rt = Runtime::new("fake", &fake_runtime(dir.path()), false, timeout).unwrap();
+        (dir, rt)
+    }
+
+    #[test]
+    fn success_failure_and_exit_code() {
+        let (_dir, rt) = runtime(Duration::from_secs(30));
+        let done = rt.start("c1").unwrap();
+        assert_eq!(done.code, 0);
+        assert!(done.maxrss_kib > 0, "wait4 reported no RSS");
+        match rt.invoke_ok(&[OsStr::new("fail"), OsStr::new("c1")]) {
+            Err(InvokeError::Failed {
+                code, stderr, op, ..
+            }) => {
+                assert_eq!(code, 3);
+                assert_eq!(op, "fail c1");
+                assert_eq!(stderr, "fake: fail failed");
+            }
+            other => panic!("expected Failed, got {other:?}"),
+        }
+        // `run` reports the container's code instead of failing.
+        assert_eq!(rt.run("c1", Path::new("/b")).unwrap().code, 7);
+    }
+
+    #[test]
+    fn hung_command_is_killed() {
+        let (_dir, rt) = runtime(Duration::from_millis(200));
+        match rt.invoke(&[OsStr::new("hang")]) {
+            Err(InvokeError::Timeout { op, .. }) => assert_eq!(op, "hang"),
+            other => panic!("expected Timeout, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_binary_is_a_spawn_error() {
+        let rt = Runtime::new(
+            "none",
+            Path::new("/nonexistent/rt"),
+            false,
+            Duration::from_secs(1),
+        )
+        .unwrap();
+        assert!(matches!(rt.start("x"), Err(InvokeError::Spawn { .. })));
+    }
 
     #[test]
     fn op_name_is_verb_and_id() {
