@@ -29,6 +29,10 @@ pub(crate) enum TopCommand {
     Tag(TagArgs),
     /// Import a root filesystem tarball as an image.
     Import(ImportArgs),
+    /// Write images to a tar archive (OCI layout + docker-archive).
+    Save(SaveArgs),
+    /// Load images from a docker-archive or OCI-layout tar.
+    Load(LoadArgs),
     /// Log in to a registry.
     Login(LoginArgs),
     /// Log out from a registry.
@@ -52,6 +56,10 @@ pub(crate) enum ImageCommand {
     Inspect(InspectArgs),
     /// Import a root filesystem tarball as an image.
     Import(ImportArgs),
+    /// Write images to a tar archive (OCI layout + docker-archive).
+    Save(SaveArgs),
+    /// Load images from a docker-archive or OCI-layout tar.
+    Load(LoadArgs),
     /// Remove unreferenced blobs, layers and leftovers of interrupted pulls.
     Prune,
 }
@@ -119,6 +127,26 @@ pub(crate) struct ImportArgs {
 }
 
 #[derive(Debug, Args)]
+pub(crate) struct SaveArgs {
+    /// Images (reference or id).
+    #[arg(required = true)]
+    names: Vec<String>,
+    /// Write to this file instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LoadArgs {
+    /// Read from this file instead of stdin.
+    #[arg(short, long)]
+    input: Option<PathBuf>,
+    /// Print only the loaded ids.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Debug, Args)]
 pub(crate) struct LoginArgs {
     /// Registry host[:port].
     registry: String,
@@ -154,6 +182,8 @@ pub(crate) fn run_top(g: &Globals, c: TopCommand) -> Result<()> {
         TopCommand::Rmi(a) => remove(g, a),
         TopCommand::Tag(a) => tag(g, a),
         TopCommand::Import(a) => import(g, a),
+        TopCommand::Save(a) => save(g, a),
+        TopCommand::Load(a) => load(g, a),
         TopCommand::Login(a) => login(g, a),
         TopCommand::Logout(a) => logout(g, a),
     }
@@ -168,6 +198,8 @@ pub(crate) fn run_group(g: &Globals, c: ImageCommand) -> Result<()> {
         ImageCommand::Tag(a) => tag(g, a),
         ImageCommand::Inspect(a) => inspect(g, a),
         ImageCommand::Import(a) => import(g, a),
+        ImageCommand::Save(a) => save(g, a),
+        ImageCommand::Load(a) => load(g, a),
         ImageCommand::Prune => open_store(g)?
             .collect_garbage()
             .context("prune image store"),
@@ -446,6 +478,65 @@ fn import(g: &Globals, a: ImportArgs) -> Result<()> {
     };
     let img = berth_image::import(&store, reader, tag.as_ref(), UnpackOptions::default())?;
     println!("{}", img.record.id);
+    Ok(())
+}
+
+fn save(g: &Globals, a: SaveArgs) -> Result<()> {
+    let store = open_store(g)?;
+    let mut images = Vec::new();
+    for n in &a.names {
+        let img = resolve(&store, n)?;
+        let name = n
+            .parse::<Reference>()
+            .ok()
+            .filter(|r| img.repo_tags.contains(&r.to_string()));
+        images.push((img, name));
+    }
+    match &a.output {
+        Some(p) => {
+            let tmp = p.with_extension("partial");
+            let f = File::create(&tmp).with_context(|| format!("create `{}`", tmp.display()))?;
+            let mut w = io::BufWriter::new(f);
+            berth_image::save(&store, &images, &mut w)?;
+            let f = w.into_inner().map_err(|e| e.into_error())?;
+            f.sync_all()
+                .with_context(|| format!("sync `{}`", tmp.display()))?;
+            std::fs::rename(&tmp, p).with_context(|| format!("rename to `{}`", p.display()))?;
+        }
+        None => {
+            if io::stdout().is_terminal() {
+                bail!("refusing to write an archive to a terminal; use -o FILE or redirect stdout");
+            }
+            berth_image::save(&store, &images, io::BufWriter::new(io::stdout().lock()))?;
+        }
+    }
+    Ok(())
+}
+
+fn load(g: &Globals, a: LoadArgs) -> Result<()> {
+    let store = open_store(g)?;
+    let reader: Box<dyn Read> = match &a.input {
+        Some(p) => {
+            Box::new(File::open(p).with_context(|| format!("open archive `{}`", p.display()))?)
+        }
+        None => Box::new(io::stdin().lock()),
+    };
+    let images = berth_image::load(
+        &store,
+        io::BufReader::with_capacity(1 << 20, reader),
+        UnpackOptions::default(),
+    )?;
+    let mut out = io::stdout().lock();
+    for img in images {
+        if a.quiet || img.repo_tags.is_empty() {
+            writeln!(out, "Loaded image ID: {}", img.record.id)?;
+        }
+        if !a.quiet {
+            for t in &img.repo_tags {
+                writeln!(out, "Loaded image: {t}")?;
+            }
+        }
+    }
     Ok(())
 }
 

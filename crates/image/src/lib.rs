@@ -5,6 +5,7 @@
 //! nothing of containers' processes, networks or the engine's metadata. Entry points:
 //! [`Store::open`], then [`pull`], [`Store::resolve`], [`mount_rootfs`].
 
+mod archive;
 mod auth;
 mod digest;
 mod import;
@@ -18,6 +19,7 @@ mod store;
 mod sys;
 mod unpack;
 
+pub use archive::{ArchiveError, load, save};
 pub use auth::{AuthFileError, AuthFiles, Credentials};
 pub use digest::{Digest, ParseDigestError};
 pub use import::{ImportError, import};

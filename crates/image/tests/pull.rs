@@ -54,24 +54,7 @@ fn pull_and_compare(
 }
 
 fn busybox_layer(layout: &Layout, tmp: &Path, tag: &str) -> Result<()> {
-    layout.new_image(tag)?;
-    let bundle = tmp.join("bundle");
-    let _ = fs::remove_dir_all(&bundle);
-    run(Command::new("umoci")
-        .args(["unpack", "--image"])
-        .arg(layout.image(tag))
-        .arg(&bundle))?;
-    run(
-        Command::new(common::workspace().join("scripts/busybox-bundle.sh"))
-            .arg(&bundle)
-            .arg("/bin/true"),
-    )?;
-    run(Command::new("umoci")
-        .args(["repack", "--image"])
-        .arg(layout.image(tag))
-        .arg(&bundle))?;
-    fs::remove_dir_all(&bundle)?;
-    Ok(())
+    layout.busybox(tag, tmp)
 }
 
 #[test]

@@ -172,6 +172,26 @@ impl Layout {
         Ok(())
     }
 
+    /// `umoci new` + one layer with a busybox rootfs from busybox-static.
+    pub fn busybox(&self, tag: &str, scratch: &Path) -> Result<()> {
+        self.new_image(tag)?;
+        let bundle = scratch.join("bb-bundle");
+        let _ = fs::remove_dir_all(&bundle);
+        run(Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(self.image(tag))
+            .arg(&bundle))?;
+        run(Command::new(workspace().join("scripts/busybox-bundle.sh"))
+            .arg(&bundle)
+            .arg("/bin/true"))?;
+        run(Command::new("umoci")
+            .args(["repack", "--image"])
+            .arg(self.image(tag))
+            .arg(&bundle))?;
+        fs::remove_dir_all(&bundle)?;
+        Ok(())
+    }
+
     /// Add a prebuilt tar as a layer.
     pub fn add_raw_layer(&self, tag: &str, tar: &Path) -> Result<()> {
         run(Command::new("umoci")
