@@ -733,6 +733,15 @@ fn podman_exec() {
         !pid.trim().is_empty() && pid.trim() != "1",
         "exec pid {pid:?}"
     );
+    // `exec -it` on a real terminal, as for `run -it`.
+    let inner = "test -t 0 && echo exec-tty-ok; read line; echo got-$line; exit 6";
+    let mut cmd = podman(f);
+    cmd.args(["exec", "-it", &n.name, "sh", "-c", inner]);
+    let mut script = Command::new("script");
+    script.args(["-q", "-e", "-c", &shell_words(&cmd), "/dev/null"]);
+    let (status, output) = converse(&mut script, "exec-tty-ok", b"xyz\n");
+    assert!(output.contains("got-xyz"), "exec -it: {output}");
+    assert_eq!(status.code(), Some(6), "exec -it: {output}");
     drop(container);
     n.assert_gone();
 }
