@@ -105,7 +105,11 @@ fn bench(args: &Args) -> anyhow::Result<String> {
         bundle.write_config(&lane.dir, &lane.tweaks)?;
     }
     let floor = runtime::spawn_floor_kib(Path::new("/bin/busybox"), &["true"]).unwrap_or(0);
-    eprintln!("ru_maxrss floor (fork of this process, then static `busybox true`): {floor} KiB");
+    eprintln!(
+        "ru_maxrss floor (fork of this process, then static `busybox true`): {floor} KiB; \
+         this process's RssAnon (what a fork copies): {} KiB",
+        rss_anon_kib().unwrap_or(0)
+    );
     let load_before = loadavg();
     measure(&mut lanes, args, mode, timeout);
     let load_after = loadavg();
@@ -329,6 +333,13 @@ fn resolve(p: &Path) -> anyhow::Result<PathBuf> {
         .map(|d| d.join(p))
         .find(|c| c.is_file())
         .with_context(|| format!("`{}` not found in PATH", p.display()))
+}
+
+/// This process's anonymous resident memory, from /proc/self/status.
+fn rss_anon_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("RssAnon:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// The 1-minute load average (other work on the machine skews the times).
