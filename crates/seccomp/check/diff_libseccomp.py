@@ -14,10 +14,13 @@ the bad-arch action (berth KILL_PROCESS, libseccomp KILL_THREAD), and rules on
 *different* arguments that both match (berth: precedence, the stricter action wins;
 libseccomp: whichever its argument tree reaches first).
 """
+import ctypes
 import itertools
 import json
+import os
 import struct
 import sys
+import time
 
 import seccomp as S
 
@@ -111,6 +114,33 @@ ARGS = [[0] * 6, [40, 0, 0, 0, 0, 0], [2, 1, 0, 0, 0, 0], [8] + [0] * 5, [0xFFFF
 ABIS = [(0xC000003E, 0, "x86_64"), (0xC000003E, 0x40000000, "x32"), (0x40000003, 0, "x86")]
 
 
+def time_install(path):
+    """Seconds the kernel takes to accept the program at `path` (in a child)."""
+    data = open(path, "rb").read()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.syscall.restype = ctypes.c_long
+        buf = ctypes.create_string_buffer(data, len(data))
+
+        class Fprog(ctypes.Structure):
+            _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+        prog = Fprog(len(data) // 8, ctypes.cast(buf, ctypes.c_void_p))
+        libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS
+        start = time.perf_counter()
+        rc = libc.syscall(317, 1, 0, ctypes.byref(prog))  # seccomp(SET_MODE_FILTER)
+        took = time.perf_counter() - start
+        os.write(w, b"%f %d" % (took, rc))
+        os._exit(0)
+    os.waitpid(pid, 0)
+    took, rc = os.read(r, 64).split()
+    os.close(r)
+    os.close(w)
+    return float(took) if int(rc) == 0 else float("nan")
+
+
 def main():
     base = sys.argv[1]
     build_libseccomp(json.load(open(base + ".json")), base + ".libseccomp.bpf")
@@ -131,6 +161,9 @@ def main():
     for (abi, a, b), nrs in sorted(diffs.items()):
         nrs = sorted(nrs)
         print("%s: berth %s, libseccomp %s for %d numbers, e.g. %s" % (abi, a, b, len(nrs), nrs[:8]))
+    for who, path in (("berth", base + ".bpf"), ("libseccomp", base + ".libseccomp.bpf")):
+        runs = sorted(time_install(path) for _ in range(5))
+        print("%s: seccomp() load, median of 5: %.0f us" % (who, runs[2] * 1e6))
     bad = struct.pack("<IIQ6Q", 1, 0xC00000B7, 0, *([0] * 6))
     print("bad arch: berth %#x, libseccomp %#x" % (run(ours, bad)[0], run(theirs, bad)[0]))
 

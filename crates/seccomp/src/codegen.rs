@@ -4,10 +4,10 @@
 //! 1. load `seccomp_data.arch`; one `jeq` per audit arch to its section; anything
 //!    else is killed (libseccomp's bad-arch action, as a whole process);
 //! 2. per section: load `nr`; on the x86_64 audit arch split x86_64 from x32 by
-//!    `__X32_SYSCALL_BIT`; return ENOSYS above the highest number the profile names
-//!    (runc's stub, so libc falls back from syscalls the profile predates);
-//! 3. a binary search over the syscall numbers that have rules (`jge` splits down to
-//!    runs of at most [`LEAF`] `jeq`), falling to the default action;
+//!    `__X32_SYSCALL_BIT`. Numbers above the highest one the profile names get
+//!    ENOSYS (runc's stub, so libc falls back from syscalls the profile predates);
+//! 3. a binary search (`jge` only) over ranges of syscall numbers that share one
+//!    outcome: a rule block, the default action, or ENOSYS past the last number;
 //! 4. per syscall, its rules by libseccomp precedence: the first rule whose
 //!    conditions all hold returns its action; none holding returns the default.
 
@@ -21,8 +21,6 @@ const NR_OFFSET: u32 = 0;
 const ARCH_OFFSET: u32 = 4;
 /// Offset of `args[0]` in `struct seccomp_data`.
 const ARGS_OFFSET: u32 = 16;
-/// Longest run of `jeq` at a leaf of the search tree.
-const LEAF: usize = 4;
 
 /// Generate the program for `plan`.
 pub(crate) fn generate(plan: &Plan) -> Vec<Insn> {
@@ -77,44 +75,88 @@ fn emit_section(e: &mut Emitter, plan: &Plan, audit: u32) -> Target {
 fn emit_tree(e: &mut Emitter, plan: &Plan, abi: Abi) -> Target {
     let lo = plan.entries.partition_point(|x| x.abi < abi);
     let hi = plan.entries.partition_point(|x| x.abi <= abi);
-    let entries = &plan.entries[lo..hi];
-    let mut blocks: Vec<(u32, Target)> = Vec::with_capacity(entries.len());
-    let mut rest = entries;
+    let default = Target::Ret(plan.default_ret);
+    let mut ranges = Ranges::new(default);
+    let mut rest = &plan.entries[lo..hi];
     while let Some(first) = rest.first() {
         let n = rest.iter().take_while(|x| x.nr == first.nr).count();
         let target = emit_block(e, plan, abi, &rest[..n]);
-        blocks.push((first.nr, target));
+        ranges.set(first.nr, target);
         rest = &rest[n..];
     }
-    let default = Target::Ret(plan.default_ret);
-    let start = emit_search(e, &blocks, default);
     let i = plan
         .abis
         .iter()
         .position(|a| *a == abi)
         .expect("abi in plan");
-    match plan.last_nr[i] {
-        Some(last) if plan.enosys_stub => {
-            let enosys = RET_ERRNO | libc::ENOSYS.unsigned_abs();
-            e.jump(JMP_JGT_K, last, Target::Ret(enosys), start)
+    if let (Some(past_last), true) = (
+        plan.last_nr[i].and_then(|l| l.checked_add(1)),
+        plan.enosys_stub,
+    ) {
+        let enosys = RET_ERRNO | libc::ENOSYS.unsigned_abs();
+        ranges.set_from(past_last, Target::Ret(enosys));
+    }
+    emit_search(e, &ranges.starts)
+}
+
+/// The syscall-number line cut into ranges with one target each: `starts` holds
+/// (first number, target), sorted, the first starting at 0, each range running to
+/// the next start. Neighbours with the same target are merged, so Docker's profile,
+/// which allows long runs of consecutive numbers, needs few ranges.
+struct Ranges {
+    starts: Vec<(u32, Target)>,
+    default: Target,
+}
+
+impl Ranges {
+    fn new(default: Target) -> Ranges {
+        Ranges {
+            starts: vec![(0, default)],
+            default,
         }
-        _ => start,
+    }
+
+    /// Push a range starting at `from` (never before the last start), merging with
+    /// the previous one when the target is the same.
+    fn push(&mut self, from: u32, target: Target) {
+        if let Some(last) = self.starts.last()
+            && last.0 == from
+        {
+            self.starts.pop();
+        }
+        match self.starts.last() {
+            Some(last) if last.1 == target => {}
+            _ => self.starts.push((from, target)),
+        }
+    }
+
+    /// Map `nr` (larger than every number set so far) to `target`.
+    fn set(&mut self, nr: u32, target: Target) {
+        self.push(nr, target);
+        if let Some(next) = nr.checked_add(1) {
+            self.push(next, self.default);
+        }
+    }
+
+    /// Map every number from `from` on (larger than every number set so far).
+    fn set_from(&mut self, from: u32, target: Target) {
+        self.push(from, target);
     }
 }
 
-/// Binary search over `items` (sorted by number); returns the entry point.
-fn emit_search(e: &mut Emitter, items: &[(u32, Target)], default: Target) -> Target {
-    if items.len() <= LEAF {
-        let mut miss = default;
-        for (nr, target) in items.iter().rev() {
-            miss = e.jump(JMP_JEQ_K, *nr, *target, miss);
+/// Binary search over ranges (see [`Ranges`]); returns the entry point. A single
+/// range is its target itself, so leaves cost no instruction.
+fn emit_search(e: &mut Emitter, starts: &[(u32, Target)]) -> Target {
+    match starts {
+        [] => unreachable!("ranges always cover 0"),
+        [(_, only)] => *only,
+        _ => {
+            let mid = starts.len() / 2;
+            let right = emit_search(e, &starts[mid..]);
+            let left = emit_search(e, &starts[..mid]);
+            e.jump(JMP_JGE_K, starts[mid].0, right, left)
         }
-        return miss;
     }
-    let mid = items.len() / 2;
-    let right = emit_search(e, &items[mid..], default);
-    let left = emit_search(e, &items[..mid], default);
-    e.jump(JMP_JGE_K, items[mid].0, right, left)
 }
 
 /// The rules of one syscall, highest precedence first; returns the entry point.
@@ -187,4 +229,36 @@ fn emit_cond(e: &mut Emitter, c: &Cond, wide: bool, pass: Target, fail: Target) 
         e.and(m_hi);
     }
     e.load(hi_off)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge_neighbours_with_one_target() {
+        let (d, a, b) = (Target::Ret(1), Target::Ret(2), Target::At(7));
+        let mut r = Ranges::new(d);
+        r.set(0, a);
+        r.set(1, a);
+        r.set(2, b);
+        r.set(5, a);
+        r.set(6, a);
+        r.set_from(10, Target::Ret(38));
+        assert_eq!(
+            r.starts,
+            [
+                (0, a),
+                (2, b),
+                (3, d),
+                (5, a),
+                (7, d),
+                (10, Target::Ret(38))
+            ]
+        );
+        let mut r = Ranges::new(d);
+        r.set(0, d);
+        r.set_from(1, d);
+        assert_eq!(r.starts, [(0, d)]);
+    }
 }
