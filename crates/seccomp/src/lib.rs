@@ -133,6 +133,12 @@ impl Filter {
 /// with the runtime-spec "container process state" JSON (ociVersion, fds
 /// `["seccompFd"]`, pid, metadata, state), e.g. a serialized
 /// `oci_spec::runtime::ContainerProcessState`.
+///
+/// `listenerPath` is a host path, so call this from a process in the host's mount
+/// namespace (runc: the container's init passes the fd to the runtime over its sync
+/// socket right after [`Filter::install`], and the runtime sends it on). Called in
+/// the container after pivot_root, the path would resolve inside the container, and
+/// the connect and sendmsg would themselves be subject to the new filter.
 pub fn send_listener(
     path: &Path,
     listener: BorrowedFd<'_>,

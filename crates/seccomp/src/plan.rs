@@ -176,7 +176,8 @@ pub(crate) struct Entry {
 pub(crate) struct Plan {
     /// Return value for syscalls no rule matches.
     pub(crate) default_ret: u32,
-    /// ABIs with a section in the program, sorted, native first among x86 ones.
+    /// ABIs with a section in the program: the native one plus those listed, in
+    /// `Abi` order.
     pub(crate) abis: Vec<Abi>,
     pub(crate) rules: Vec<Rule>,
     /// Sorted by ABI, number, precedence, then profile order.
