@@ -9,9 +9,10 @@ use std::os::fd::BorrowedFd;
 
 use nix::errno::Errno;
 
+use crate::firewall::SyncMode;
 use crate::ipam;
 use crate::netns;
-use crate::record::{self, Attachment, Network, PortMapping};
+use crate::record::{self, Attachment, Durability, Network, PortMapping};
 use crate::rtnl::{Rtnl, VethSpec};
 use crate::store::{NetError, NetStore, validate_name, with_cleanup};
 
@@ -28,6 +29,15 @@ pub struct AttachOptions {
     pub ports: Vec<PortMapping>,
     /// The interface name inside the container; the first free `ethN` when `None`.
     pub ifname: Option<String>,
+}
+
+/// What to do with a veth pair when its attachment goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LinkTeardown {
+    /// Delete it now.
+    Delete,
+    /// The namespace is gone or going; the kernel deletes the pair with it.
+    LeaveToKernel,
 }
 
 impl NetStore {
@@ -82,10 +92,13 @@ impl NetStore {
         };
         // The lease goes to disk before any kernel object exists, so a crash leaves
         // something `recover` can find.
-        record::write_json(&lease, &attachment)?;
+        record::write_json(&lease, &attachment, Durability::Atomic)?;
         match self.plumb(&net, &attachment, netns) {
             Ok(()) => Ok(attachment),
-            Err(failure) => Err(with_cleanup(failure, self.unplumb(&attachment))),
+            Err(failure) => Err(with_cleanup(
+                failure,
+                self.unplumb(&attachment, LinkTeardown::Delete),
+            )),
         }
     }
 
@@ -101,29 +114,53 @@ impl NetStore {
         })?;
         let internal = net.internal;
         netns::run_in(netns, || configure_inside(a, internal))??;
-        self.sync_firewall()
+        self.sync_firewall(SyncMode::IfChanged)
     }
 
-    /// Removes the host veth (its peer goes with it) and the lease, then the rules.
-    fn unplumb(&self, a: &Attachment) -> Result<(), NetError> {
-        let veth = Rtnl::open().and_then(|mut r| r.delete_link(&a.host_veth));
+    /// Removes the host veth (its peer goes with it) when `link` says so, the lease, then
+    /// the rules.
+    fn unplumb(&self, a: &Attachment, link: LinkTeardown) -> Result<(), NetError> {
+        let veth = match link {
+            LinkTeardown::Delete => Rtnl::open().and_then(|mut r| r.delete_link(&a.host_veth)),
+            LinkTeardown::LeaveToKernel => Ok(()),
+        };
         record::remove_file(&self.layout.endpoint_file(&a.network, &a.container_id))?;
-        let firewall = self.sync_firewall();
+        let firewall = self.sync_firewall(SyncMode::IfChanged);
         veth?;
         firewall
     }
 
-    /// Disconnects `container_id` from `network`. Idempotent; works when the namespace
-    /// is already gone (its veth then vanished with it).
-    pub fn detach(&self, network: &str, container_id: &str) -> Result<(), NetError> {
+    fn teardown(
+        &self,
+        network: &str,
+        container_id: &str,
+        link: LinkTeardown,
+    ) -> Result<(), NetError> {
         validate_name(network)?;
         validate_name(container_id)?;
         let _lock = self.lock()?;
         let lease = self.layout.endpoint_file(network, container_id);
         match record::read_json::<Attachment>(&lease)? {
-            Some(a) => self.unplumb(&a),
+            Some(a) => self.unplumb(&a, link),
             None => Ok(()),
         }
+    }
+
+    /// Disconnects `container_id` from `network` (`network disconnect`, `rm` of a
+    /// container whose namespace may live on): deletes the veth pair, the lease and the
+    /// rules. Idempotent; works when the namespace is already gone. Deleting a veth waits
+    /// for RCU grace periods in the kernel (about 20-30 ms here).
+    pub fn detach(&self, network: &str, container_id: &str) -> Result<(), NetError> {
+        self.teardown(network, container_id, LinkTeardown::Delete)
+    }
+
+    /// The fast path of `rm` and `run --rm`: releases the lease and the rules but leaves
+    /// the veth pair to the kernel, which deletes it when the namespace is destroyed.
+    /// Only for a container whose network namespace is gone or going: its processes
+    /// have exited and nothing else holds it (no bind mount, no `--network container:`
+    /// user). Otherwise the released address would still be configured in it.
+    pub fn release(&self, network: &str, container_id: &str) -> Result<(), NetError> {
+        self.teardown(network, container_id, LinkTeardown::LeaveToKernel)
     }
 
     /// Every attachment of `container_id`, across networks.
@@ -142,9 +179,18 @@ impl NetStore {
     /// Detaches `container_id` from every network it is on; keeps going past errors and
     /// returns the first.
     pub fn detach_all(&self, container_id: &str) -> Result<(), NetError> {
+        self.teardown_all(container_id, LinkTeardown::Delete)
+    }
+
+    /// [`NetStore::release`] for every network `container_id` is on.
+    pub fn release_all(&self, container_id: &str) -> Result<(), NetError> {
+        self.teardown_all(container_id, LinkTeardown::LeaveToKernel)
+    }
+
+    fn teardown_all(&self, container_id: &str, link: LinkTeardown) -> Result<(), NetError> {
         let mut first = None;
         for a in self.attachments_of(container_id)? {
-            if let Err(e) = self.detach(&a.network, container_id) {
+            if let Err(e) = self.teardown(&a.network, container_id, link) {
                 first.get_or_insert(e);
             }
         }
@@ -160,7 +206,7 @@ impl NetStore {
         for net in self.list()? {
             let all: Vec<Attachment> = record::read_all(&self.layout.endpoints_dir(&net.name))?;
             for a in all.into_iter().filter(|a| !alive(&a.container_id)) {
-                match self.unplumb(&a) {
+                match self.unplumb(&a, LinkTeardown::Delete) {
                     Ok(()) => cleaned.push(a.container_id),
                     Err(e) => {
                         first.get_or_insert(e);
@@ -168,7 +214,7 @@ impl NetStore {
                 }
             }
         }
-        let synced = self.sync_firewall();
+        let synced = self.sync_firewall(SyncMode::Always);
         match first {
             Some(e) => Err(e),
             None => synced.map(|()| cleaned),

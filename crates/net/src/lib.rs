@@ -12,6 +12,7 @@
 mod attach;
 pub mod dns;
 pub mod etc;
+mod firewall;
 mod ipam;
 mod netlink;
 mod netns;

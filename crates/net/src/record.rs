@@ -2,8 +2,10 @@
 //! attachment to a network, and its file is the IP lease). Files are written as temp +
 //! fsync + rename, so a reader sees the old or the new record, never half of one.
 //!
-//! Layout under the state dir: `lock`, `networks/<name>.json`,
-//! `endpoints/<network>/<container id>.json`.
+//! Networks are configuration and live under the state dir (`networks/<name>.json`,
+//! fsynced). Endpoints are runtime state, dead with the containers after a reboot, and
+//! live under the run dir (`endpoints/<network>/<container id>.json`, normally on
+//! tmpfs, not fsynced), beside the store's `lock`.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -109,25 +111,32 @@ pub struct Attachment {
     pub ports: Vec<PortMapping>,
 }
 
-/// Paths of the record files under one state dir.
+/// Paths of the record files under a state dir and a run dir.
 #[derive(Debug, Clone)]
 pub(crate) struct Layout {
-    root: PathBuf,
+    state: PathBuf,
+    run: PathBuf,
 }
 
 impl Layout {
-    pub(crate) fn new(root: &Path) -> Self {
+    pub(crate) fn new(state: &Path, run: &Path) -> Self {
         Self {
-            root: root.to_owned(),
+            state: state.to_owned(),
+            run: run.to_owned(),
         }
     }
 
     pub(crate) fn lock_file(&self) -> PathBuf {
-        self.root.join("lock")
+        self.run.join("lock")
+    }
+
+    /// The fingerprint of the ruleset last committed to nftables table `table`.
+    pub(crate) fn firewall_stamp(&self, table: &str) -> PathBuf {
+        self.run.join(format!("nft-{table}.stamp"))
     }
 
     pub(crate) fn networks_dir(&self) -> PathBuf {
-        self.root.join("networks")
+        self.state.join("networks")
     }
 
     pub(crate) fn network_file(&self, name: &str) -> PathBuf {
@@ -135,7 +144,12 @@ impl Layout {
     }
 
     pub(crate) fn endpoints_dir(&self, network: &str) -> PathBuf {
-        self.root.join("endpoints").join(network)
+        Self::endpoints_dir_in(&self.run, network)
+    }
+
+    /// The endpoints dir of `network` under run dir `run` (for the DNS responder).
+    pub(crate) fn endpoints_dir_in(run: &Path, network: &str) -> PathBuf {
+        run.join("endpoints").join(network)
     }
 
     pub(crate) fn endpoint_file(&self, network: &str, container_id: &str) -> PathBuf {
@@ -145,15 +159,29 @@ impl Layout {
 
     /// Creates the directories of the layout.
     pub(crate) fn create(&self) -> Result<(), RecordError> {
-        for dir in [self.networks_dir(), self.root.join("endpoints")] {
+        for dir in [self.networks_dir(), self.run.join("endpoints")] {
             fs::create_dir_all(&dir).map_err(|source| RecordError::Io { path: dir, source })?;
         }
         Ok(())
     }
 }
 
-/// Writes `value` as JSON to `path` through a temp file, fsync and rename.
-pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), RecordError> {
+/// How much a record write must survive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Survives power loss: fsync of the file and its directory.
+    Durable,
+    /// Survives a crash of the writer only (runtime state on tmpfs).
+    Atomic,
+}
+
+/// Writes `value` as JSON to `path` through a temp file and rename (plus fsyncs when
+/// `durability` asks for them), so readers never see half a record.
+pub(crate) fn write_json<T: Serialize>(
+    path: &Path,
+    value: &T,
+    durability: Durability,
+) -> Result<(), RecordError> {
     let io = |source| RecordError::Io {
         path: path.to_owned(),
         source,
@@ -167,9 +195,14 @@ pub(crate) fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), Rec
     })?;
     let mut f = File::create(&tmp).map_err(io)?;
     f.write_all(&bytes).map_err(io)?;
-    f.sync_all().map_err(io)?;
+    if durability == Durability::Durable {
+        f.sync_all().map_err(io)?;
+    }
     fs::rename(&tmp, path).map_err(io)?;
-    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+    if durability == Durability::Durable {
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+    }
+    Ok(())
 }
 
 /// Reads a JSON record; a missing file is `None`.
@@ -243,7 +276,7 @@ mod tests {
     #[test]
     fn network_round_trips_and_lists() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
+        let layout = Layout::new(&dir.path().join("s"), &dir.path().join("r"));
         layout.create().unwrap();
         let net = Network {
             name: "n1".into(),
@@ -255,7 +288,7 @@ mod tests {
             dns: true,
             created: 1,
         };
-        write_json(&layout.network_file("n1"), &net).unwrap();
+        write_json(&layout.network_file("n1"), &net, Durability::Durable).unwrap();
         let back: Option<Network> = read_json(&layout.network_file("n1")).unwrap();
         assert_eq!(back.as_ref(), Some(&net));
         let all: Vec<Network> = read_all(&layout.networks_dir()).unwrap();

@@ -6,16 +6,19 @@ use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use nix::errno::Errno;
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::firewall::{DeferredClose, SyncMode};
 use crate::ipam::{self, IpamError};
 use crate::netlink::NetlinkError;
 use crate::netns::NetnsError;
-use crate::nft::{self, NetRules, PortRule, Ruleset, expr::L4};
-use crate::record::{self, Attachment, Layout, Network, PortMapping, Protocol, RecordError};
+use crate::record::{
+    self, Attachment, Durability, Layout, Network, PortMapping, Protocol, RecordError,
+};
 use crate::rtnl::Rtnl;
 use crate::subnet::Subnet;
 
@@ -168,11 +171,12 @@ pub(crate) struct StoreLock {
     _flock: Flock<File>,
 }
 
-/// Network records and leases under one state dir (e.g. `/var/lib/berth/net`).
+/// Network records (state dir) and leases (run dir) of one berth installation.
 #[derive(Debug, Clone)]
 pub struct NetStore {
     pub(crate) layout: Layout,
     pub(crate) config: NetConfig,
+    pub(crate) closing: Arc<DeferredClose>,
 }
 
 /// Checks that `name` is safe as a file name and readable as a DNS label-ish name.
@@ -211,16 +215,26 @@ pub(crate) fn write_sysctl(path: &str, value: &str) -> Result<(), NetError> {
 }
 
 impl NetStore {
-    /// Opens (creating if needed) the store under `state_dir` with default names.
-    pub fn open(state_dir: &Path) -> Result<Self, NetError> {
-        Self::open_with(state_dir, NetConfig::default())
+    /// Opens (creating if needed) the store with default names: network records under
+    /// `state_dir` (e.g. `/var/lib/berth/net`), leases and the lock under `run_dir`
+    /// (e.g. `/run/berth/net`, tmpfs: leases die with the containers at reboot).
+    pub fn open(state_dir: &Path, run_dir: &Path) -> Result<Self, NetError> {
+        Self::open_with(state_dir, run_dir, NetConfig::default())
     }
 
     /// Opens the store with explicit names (tests use their own table and prefixes).
-    pub fn open_with(state_dir: &Path, config: NetConfig) -> Result<Self, NetError> {
-        let layout = Layout::new(state_dir);
+    pub fn open_with(
+        state_dir: &Path,
+        run_dir: &Path,
+        config: NetConfig,
+    ) -> Result<Self, NetError> {
+        let layout = Layout::new(state_dir, run_dir);
         layout.create()?;
-        Ok(Self { layout, config })
+        Ok(Self {
+            layout,
+            config,
+            closing: Arc::default(),
+        })
     }
 
     /// Takes the store's exclusive lock; every mutation runs under it.
@@ -328,10 +342,11 @@ impl NetStore {
             dns,
             created,
         };
-        record::write_json(&self.layout.network_file(&network.name), &network)?;
+        let file = self.layout.network_file(&network.name);
+        record::write_json(&file, &network, Durability::Durable)?;
         let setup = self
             .ensure_bridge(&network)
-            .and_then(|_| self.sync_firewall());
+            .and_then(|_| self.sync_firewall(SyncMode::IfChanged));
         if let Err(failure) = setup {
             let cleanup = self.delete_network_locked(&network);
             return Err(with_cleanup(failure, cleanup));
@@ -373,7 +388,7 @@ impl NetStore {
         Rtnl::open()?.delete_link(&network.bridge)?;
         record::remove_file(&self.layout.network_file(&network.name))?;
         let _ = std::fs::remove_dir(self.layout.endpoints_dir(&network.name));
-        self.sync_firewall()
+        self.sync_firewall(SyncMode::IfChanged)
     }
 
     /// Removes every user-defined network that has no attachments; returns their names.
@@ -406,43 +421,6 @@ impl NetStore {
             write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
         }
         Ok(index)
-    }
-
-    /// Rewrites berth's nftables table from the records (must hold the lock).
-    pub(crate) fn sync_firewall(&self) -> Result<(), NetError> {
-        let mut ruleset = Ruleset::default();
-        for n in self.list()? {
-            for a in record::read_all::<Attachment>(&self.layout.endpoints_dir(&n.name))? {
-                ruleset.ports.extend(a.ports.iter().map(|p| PortRule {
-                    host_ip: p.host_ip,
-                    host_port: p.host_port,
-                    proto: match p.protocol {
-                        Protocol::Tcp => L4::Tcp,
-                        Protocol::Udp => L4::Udp,
-                    },
-                    container_ip: a.ip,
-                    container_port: p.container_port,
-                }));
-            }
-            ruleset.networks.push(NetRules {
-                bridge: n.bridge,
-                subnet: n.subnet,
-                internal: n.internal,
-            });
-        }
-        let table = &self.config.nft_table;
-        nft::commit(
-            nft::replace_batch(table, &ruleset),
-            &format!("replace table `{table}`"),
-        )?;
-        Ok(())
-    }
-
-    /// Deletes berth's nftables table (used by tests and uninstall).
-    pub fn delete_firewall(&self) -> Result<(), NetError> {
-        let table = &self.config.nft_table;
-        nft::commit(nft::delete_batch(table), &format!("delete table `{table}`"))?;
-        Ok(())
     }
 
     /// Fails if one of `ports` collides with a port published by any attachment (also
@@ -511,7 +489,7 @@ mod tests {
     #[test]
     fn lock_excludes_a_second_holder() {
         let dir = tempfile::tempdir().unwrap();
-        let store = NetStore::open(dir.path()).unwrap();
+        let store = NetStore::open(dir.path(), &dir.path().join("run")).unwrap();
         let held = store.lock().unwrap();
         let f = File::open(store.layout.lock_file()).unwrap();
         let again = Flock::lock(f, FlockArg::LockExclusiveNonblock);
@@ -524,7 +502,7 @@ mod tests {
     #[test]
     fn published_ports_must_not_collide() {
         let dir = tempfile::tempdir().unwrap();
-        let store = NetStore::open(dir.path()).unwrap();
+        let store = NetStore::open(dir.path(), &dir.path().join("run")).unwrap();
         let net = Network {
             name: "n".into(),
             id: "0".repeat(64),
@@ -535,7 +513,7 @@ mod tests {
             dns: true,
             created: 0,
         };
-        record::write_json(&store.layout.network_file("n"), &net).unwrap();
+        record::write_json(&store.layout.network_file("n"), &net, Durability::Durable).unwrap();
         let lo = Some(Ipv4Addr::LOCALHOST);
         let tcp = |host_ip, host_port| PortMapping {
             host_ip,
@@ -556,7 +534,12 @@ mod tests {
             ifname: "eth0".into(),
             ports: vec![tcp(lo, 8080)],
         };
-        record::write_json(&store.layout.endpoint_file("n", "a"), &owner).unwrap();
+        record::write_json(
+            &store.layout.endpoint_file("n", "a"),
+            &owner,
+            Durability::Atomic,
+        )
+        .unwrap();
         assert!(matches!(
             store.check_ports("b", &[tcp(None, 8080)]),
             Err(NetError::PortInUse { port: 8080, .. })

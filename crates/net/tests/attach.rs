@@ -339,3 +339,38 @@ fn failed_attach_rolls_back() {
         Ok(())
     });
 }
+
+#[test]
+fn release_leaves_the_veth_to_the_kernel_once_the_netns_is_gone() {
+    if !require_root() {
+        return;
+    }
+    in_private_host(|| {
+        let t = TestStore::new()?;
+        t.store.create_network(&net("rel", "10.87.0.0/24"))?;
+        let c = ContainerNs::new()?;
+        let opts = AttachOptions::default();
+        let a = t.store.attach("rel", "c1", c.fd.as_fd(), &opts)?;
+        drop(c);
+        t.store.release_all("c1")?;
+        assert!(t.store.attachments_of("c1")?.is_empty());
+        // The kernel removes the pair while destroying the namespace, asynchronously.
+        let mut left = links_with_prefix("btv")?;
+        for _ in 0..100 {
+            if left.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+            left = links_with_prefix("btv")?;
+        }
+        assert!(
+            left.is_empty(),
+            "veth {} outlived its namespace",
+            a.host_veth
+        );
+        // The address is free for the next container.
+        let c2 = ContainerNs::new()?;
+        assert_eq!(t.store.attach("rel", "c2", c2.fd.as_fd(), &opts)?.ip, a.ip);
+        Ok(())
+    });
+}

@@ -102,8 +102,8 @@ fn containers_resolve_each_other_by_name_and_alias() {
         let upstream = fake_upstream()?;
         let listen = SocketAddr::from((n.gateway, 53));
         let child = Command::new(env!("CARGO_BIN_EXE_berth-netdns"))
-            .arg("--state-dir")
-            .arg(t.dir.path())
+            .arg("--run-dir")
+            .arg(t.dir.path().join("run"))
             .args(["--network", "app", "--listen", &listen.to_string()])
             .args(["--upstream", &upstream.to_string()])
             .spawn()

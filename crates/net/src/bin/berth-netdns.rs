@@ -1,6 +1,6 @@
 //! `berth-netdns`: the DNS responder of one user-defined network, spawned by the engine.
 //!
-//! Usage: `berth-netdns --state-dir DIR --network NAME --listen IP:PORT [--upstream IP:PORT]...`
+//! Usage: `berth-netdns --run-dir DIR --network NAME --listen IP:PORT [--upstream IP:PORT]...`
 //! Without `--upstream`, the nameservers of the host's `/etc/resolv.conf` are used.
 
 #![forbid(unsafe_code)]
@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicBool;
 use berth_net::dns::{DnsConfig, DnsServer, upstreams_from_resolv_conf};
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<DnsConfig, String> {
-    let (mut state_dir, mut network, mut listen) = (None, None, None);
+    let (mut run_dir, mut network, mut listen) = (None, None, None);
     let mut upstreams = Vec::new();
     while let Some(flag) = args.next() {
         let value = args
@@ -24,7 +24,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<DnsConfig, Strin
                 .map_err(|e| format!("parse `{v}`: {e}"))
         };
         match flag.as_str() {
-            "--state-dir" => state_dir = Some(PathBuf::from(value)),
+            "--run-dir" => run_dir = Some(PathBuf::from(value)),
             "--network" => network = Some(value),
             "--listen" => listen = Some(addr(&value)?),
             "--upstream" => upstreams.push(addr(&value)?),
@@ -36,7 +36,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<DnsConfig, Strin
         upstreams = upstreams_from_resolv_conf(&text);
     }
     Ok(DnsConfig {
-        state_dir: state_dir.ok_or("missing --state-dir")?,
+        run_dir: run_dir.ok_or("missing --run-dir")?,
         network: network.ok_or("missing --network")?,
         listen: listen.ok_or("missing --listen")?,
         upstreams,

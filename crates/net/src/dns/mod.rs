@@ -50,8 +50,8 @@ pub enum DnsError {
 pub struct DnsConfig {
     /// Where to listen, normally `<gateway>:53`.
     pub listen: SocketAddr,
-    /// The `NetStore` state dir.
-    pub state_dir: PathBuf,
+    /// The `NetStore` run dir (where the leases are).
+    pub run_dir: PathBuf,
     /// The network whose containers it names.
     pub network: String,
     /// Resolvers for every other name, tried in order.
@@ -76,9 +76,9 @@ struct NameTable {
 }
 
 impl NameTable {
-    fn new(state_dir: &Path, network: &str) -> Self {
+    fn new(run_dir: &Path, network: &str) -> Self {
         Self {
-            dir: Layout::new(state_dir).endpoints_dir(network),
+            dir: Layout::endpoints_dir_in(run_dir, network),
             stamp: None,
             names: HashMap::new(),
         }
@@ -140,7 +140,7 @@ impl DnsServer {
         Ok(Self {
             socket,
             upstreams: Arc::new(config.upstreams.clone()),
-            table: NameTable::new(&config.state_dir, &config.network),
+            table: NameTable::new(&config.run_dir, &config.network),
             inflight: Arc::new(AtomicUsize::new(0)),
         })
     }
@@ -290,13 +290,18 @@ mod tests {
     #[test]
     fn answers_from_records_and_relays_the_rest() {
         let dir = tempfile::tempdir().unwrap();
-        let layout = Layout::new(dir.path());
+        let layout = Layout::new(dir.path(), dir.path());
         let a = attachment("c1", "web", "w", "10.0.0.2");
-        record::write_json(&layout.endpoint_file("n", "c1"), &a).unwrap();
+        record::write_json(
+            &layout.endpoint_file("n", "c1"),
+            &a,
+            record::Durability::Atomic,
+        )
+        .unwrap();
         let upstream = UdpSocket::bind("127.0.0.1:0").unwrap();
         let config = DnsConfig {
             listen: "127.0.0.1:0".parse().unwrap(),
-            state_dir: dir.path().to_owned(),
+            run_dir: dir.path().to_owned(),
             network: "n".into(),
             upstreams: vec![upstream.local_addr().unwrap()],
         };

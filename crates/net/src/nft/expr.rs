@@ -83,7 +83,7 @@ pub(crate) enum Expr {
 }
 
 /// The transport protocol of a published port.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum L4 {
     Tcp = 6,
     Udp = 17,

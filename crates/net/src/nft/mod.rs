@@ -1,18 +1,22 @@
 //! berth's nftables table, built as nfnetlink batch messages (no `nft` process).
 //!
-//! The whole table is regenerated from berth's state on every change, in one atomic
-//! batch: add table (so the delete cannot fail), delete table, add table, chains and
-//! rules. State on disk is the single source of truth, so a removed container's rules
-//! disappear with its record and a crashed command leaves no orphan rule behind.
+//! The table's rules are regenerated from berth's state on every change, in one atomic
+//! batch: ensure table and chains exist, flush every chain, add every rule. State on
+//! disk is the single source of truth, so a removed container's rules disappear with its
+//! record and a crashed command leaves no orphan rule behind. Base chains are never
+//! deleted on this path: deleting one unregisters its hook, which waits for an RCU grace
+//! period (about 10 ms here) — too slow for every container start.
 //!
-//! Layout of table `ip <name>`:
-//! - `prerouting` (nat, dstnat) and `output` (nat, -100): `fib daddr type local jump publish`
+//! Layout of table `ip <name>` (base chains only jump to regular ones):
+//! - `prerouting` (nat, dstnat), `output` (nat, -100): `fib daddr type local jump publish`
 //! - `publish`: one DNAT rule per published port
-//! - `postrouting` (nat, srcnat): masquerade per non-internal subnet leaving its bridge,
-//!   and masquerade of loopback sources entering a bridge (published ports reached from
-//!   127.0.0.1; needs `route_localnet=1` on the bridge)
-//! - `forward` (filter, 0): drops between different berth bridges; internal bridges
-//!   talk to nothing but themselves
+//! - `postrouting` (nat, srcnat): `jump masq`
+//! - `masq`: masquerade per non-internal subnet leaving its bridge, and masquerade of
+//!   loopback sources entering a bridge (published ports reached from 127.0.0.1; needs
+//!   `route_localnet=1` on the bridge)
+//! - `forward` (filter, 0): `jump isolate`
+//! - `isolate`: drops between different berth bridges; internal bridges talk to nothing
+//!   but themselves
 
 pub(crate) mod expr;
 
@@ -34,6 +38,7 @@ const NFT_MSG_NEWTABLE: u16 = 0;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_NEWRULE: u16 = 6;
+const NFT_MSG_DELRULE: u16 = 8;
 const NFPROTO_IPV4: u8 = 2;
 const NLMSG_ERROR: u16 = 2;
 
@@ -43,7 +48,7 @@ const HOOK_OUTPUT: u32 = 3;
 const HOOK_POSTROUTING: u32 = 4;
 
 /// One network as the ruleset sees it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct NetRules {
     pub(crate) bridge: String,
     pub(crate) subnet: Subnet,
@@ -51,7 +56,7 @@ pub(crate) struct NetRules {
 }
 
 /// One published port: `[host_ip:]host_port/proto -> container_ip:container_port`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) struct PortRule {
     pub(crate) host_ip: Option<Ipv4Addr>,
     pub(crate) host_port: u16,
@@ -61,7 +66,7 @@ pub(crate) struct PortRule {
 }
 
 /// The whole content of berth's table.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub(crate) struct Ruleset {
     pub(crate) networks: Vec<NetRules>,
     pub(crate) ports: Vec<PortRule>,
@@ -72,9 +77,18 @@ struct ChainDef {
     hook: Option<(u32, i32, &'static str)>,
 }
 
+/// Regular chains first, so the base chains' jumps find their targets.
 const CHAINS: &[ChainDef] = &[
     ChainDef {
         name: "publish",
+        hook: None,
+    },
+    ChainDef {
+        name: "masq",
+        hook: None,
+    },
+    ChainDef {
+        name: "isolate",
         hook: None,
     },
     ChainDef {
@@ -95,19 +109,24 @@ const CHAINS: &[ChainDef] = &[
     },
 ];
 
+fn jump(chain: &str) -> Expr {
+    Expr::Verdict {
+        code: expr::VERDICT_JUMP,
+        chain: Some(chain.into()),
+    }
+}
+
 impl Ruleset {
     /// The rules of every chain, as `(chain, expressions)` in order.
     pub(crate) fn rules(&self) -> Vec<(&'static str, Vec<Expr>)> {
         let mut out = Vec::new();
-        let jump = Expr::Verdict {
-            code: expr::VERDICT_JUMP,
-            chain: Some("publish".into()),
-        };
         for chain in ["prerouting", "output"] {
             let mut r = expr::daddr_is_local();
-            r.push(jump.clone());
+            r.push(jump("publish"));
             out.push((chain, r));
         }
+        out.push(("postrouting", vec![jump("masq")]));
+        out.push(("forward", vec![jump("isolate")]));
         for p in &self.ports {
             let mut r = p.host_ip.map(expr::daddr_is).unwrap_or_default();
             r.extend(expr::l4_dport(p.proto, p.host_port));
@@ -124,12 +143,12 @@ impl Ruleset {
                 let mut r = expr::saddr_in(&n.subnet, CmpOp::Eq);
                 r.extend(expr::oifname(&n.bridge, CmpOp::Neq));
                 r.push(Expr::Masquerade);
-                out.push(("postrouting", r));
+                out.push(("masq", r));
             }
             let mut r = expr::oifname(&n.bridge, CmpOp::Eq);
             r.extend(expr::saddr_in(&loopback, CmpOp::Eq));
             r.push(Expr::Masquerade);
-            out.push(("postrouting", r));
+            out.push(("masq", r));
             out.extend(self.isolation(n, &drop));
         }
         out
@@ -144,8 +163,8 @@ impl Ruleset {
             let mut entering = expr::oifname(&n.bridge, CmpOp::Eq);
             entering.extend(expr::iifname(&n.bridge, CmpOp::Neq));
             entering.push(drop.clone());
-            out.push(("forward", leaving));
-            out.push(("forward", entering));
+            out.push(("isolate", leaving));
+            out.push(("isolate", entering));
             return out;
         }
         for other in self
@@ -156,7 +175,7 @@ impl Ruleset {
             let mut r = expr::iifname(&n.bridge, CmpOp::Eq);
             r.extend(expr::oifname(&other.bridge, CmpOp::Eq));
             r.push(drop.clone());
-            out.push(("forward", r));
+            out.push(("isolate", r));
         }
         out
     }
@@ -216,13 +235,34 @@ pub(crate) fn replace_batch(table: &str, ruleset: &Ruleset) -> Vec<MsgBuilder> {
     msgs
 }
 
+/// The messages that flush and refill table `table` with `ruleset`, creating the
+/// table and chains if missing. Never deletes a base chain.
+pub(crate) fn sync_batch(table: &str, ruleset: &Ruleset) -> Vec<MsgBuilder> {
+    let mut msgs = vec![new_table(table)];
+    msgs.extend(CHAINS.iter().map(|c| new_chain(table, c)));
+    msgs.extend(CHAINS.iter().map(|c| flush_chain(table, c.name)));
+    for (chain, exprs) in ruleset.rules() {
+        msgs.push(new_rule(table, chain, &exprs));
+    }
+    msgs
+}
+
+/// A rule deletion naming only the chain: deletes every rule in it.
+fn flush_chain(table: &str, chain: &str) -> MsgBuilder {
+    let mut m = nft_msg(NFT_MSG_DELRULE, 0);
+    m.attr_str(1, table).attr_str(2, chain);
+    m
+}
+
 /// The messages that delete table `table` (succeeds when it does not exist).
 pub(crate) fn delete_batch(table: &str) -> Vec<MsgBuilder> {
     vec![new_table(table), del_table(table)]
 }
 
-/// Sends `msgs` as one nfnetlink transaction and checks every acknowledgement.
-pub(crate) fn commit(msgs: Vec<MsgBuilder>, what: &str) -> Result<(), NetlinkError> {
+/// Sends `msgs` as one nfnetlink transaction and checks every acknowledgement. Returns
+/// the socket: closing it waits for the kernel's release of the transaction (an RCU grace
+/// period), so callers may close it later, off the hot path.
+pub(crate) fn commit(msgs: Vec<MsgBuilder>, what: &str) -> Result<Socket, NetlinkError> {
     let mut sock = Socket::open(SockProtocol::NetlinkNetFilter)?;
     let begin_seq = sock.next_seq();
     let begin = MsgBuilder::new(NFNL_MSG_BATCH_BEGIN, 0).header(&nfgenmsg(0, NFNL_SUBSYS_NFTABLES));
@@ -244,7 +284,7 @@ pub(crate) fn commit(msgs: Vec<MsgBuilder>, what: &str) -> Result<(), NetlinkErr
             }
             let result = check_ack(&answer.payload, what);
             if answer.seq == begin_seq || answer.seq == end_seq {
-                return result;
+                return result.map(|()| sock);
             }
             answered += 1;
             if let Err(e) = result {
@@ -252,7 +292,7 @@ pub(crate) fn commit(msgs: Vec<MsgBuilder>, what: &str) -> Result<(), NetlinkErr
             }
         }
     }
-    first_err.map_or(Ok(()), Err)
+    first_err.map_or(Ok(sock), Err)
 }
 
 #[cfg(test)]
@@ -279,14 +319,10 @@ mod tests {
         let forward: Vec<_> = rs
             .rules()
             .into_iter()
-            .filter(|(c, _)| *c == "forward")
+            .filter(|(c, _)| *c == "isolate")
             .collect();
         assert_eq!(forward.len(), 2);
-        let post = rs
-            .rules()
-            .into_iter()
-            .filter(|(c, _)| *c == "postrouting")
-            .count();
+        let post = rs.rules().into_iter().filter(|(c, _)| *c == "masq").count();
         assert_eq!(post, 4);
     }
 
@@ -297,8 +333,8 @@ mod tests {
             ports: vec![],
         };
         let rules = rs.rules();
-        assert_eq!(rules.iter().filter(|(c, _)| *c == "forward").count(), 2);
-        assert_eq!(rules.iter().filter(|(c, _)| *c == "postrouting").count(), 1);
+        assert_eq!(rules.iter().filter(|(c, _)| *c == "isolate").count(), 2);
+        assert_eq!(rules.iter().filter(|(c, _)| *c == "masq").count(), 1);
     }
 
     #[test]
@@ -321,6 +357,8 @@ mod tests {
             .collect();
         assert_eq!(publish.len(), 1);
         assert!(matches!(publish[0].1.last(), Some(Expr::Dnat { .. })));
-        assert_eq!(replace_batch("t", &rs).len(), 3 + CHAINS.len() + 3);
+        let rules = rs.rules().len();
+        assert_eq!(replace_batch("t", &rs).len(), 3 + CHAINS.len() + rules);
+        assert_eq!(sync_batch("t", &rs).len(), 1 + 2 * CHAINS.len() + rules);
     }
 }

@@ -126,7 +126,11 @@ pub fn test_config() -> NetConfig {
 impl TestStore {
     pub fn new() -> Result<Self> {
         let dir = tempfile::tempdir()?;
-        let store = NetStore::open_with(dir.path(), test_config())?;
+        let store = NetStore::open_with(
+            &dir.path().join("state"),
+            &dir.path().join("run"),
+            test_config(),
+        )?;
         Ok(Self { dir, store })
     }
 }
