@@ -298,6 +298,11 @@ fn flags_follow_the_profile() {
     assert!(!f.uses_notify());
     let f = build(json!({
         "defaultAction": "SCMP_ACT_ALLOW",
+        "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
+    }));
+    assert_eq!(f.flags(), 0, "WAIT_KILLABLE_RECV needs a listener");
+    let f = build(json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
         "listenerPath": "/run/agent.sock",
         "flags": ["SECCOMP_FILTER_FLAG_TSYNC", "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
         "syscalls": [{ "names": ["mkdir"], "action": "SCMP_ACT_NOTIFY" }]

@@ -248,6 +248,10 @@ fn resolve_flags(p: &LinuxSeccomp, notify: bool) -> u32 {
         if flags & FLAG_TSYNC != 0 {
             flags |= FLAG_TSYNC_ESRCH;
         }
+    } else {
+        // The kernel rejects WAIT_KILLABLE_RECV without a listener; libseccomp only
+        // passes it when notify is used, and so does berth.
+        flags &= !FLAG_WAIT_KILLABLE_RECV;
     }
     flags
 }
