@@ -162,3 +162,55 @@ fn kill_9_during_pull_then_pull_again() -> Result<()> {
     assert_store_empty(&root);
     Ok(())
 }
+
+#[test]
+fn concurrent_pulls_of_one_image_agree() -> Result<()> {
+    if !common::can_run() {
+        return Ok(());
+    }
+    let layers: Vec<Vec<u8>> = (0..3)
+        .map(|i| {
+            let mut b = tar::Builder::new(Vec::new());
+            let data = vec![i as u8; 256 * 1024];
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            b.append_data(&mut h, format!("f{i}"), &data[..])
+                .expect("append");
+            b.into_inner().expect("tar")
+        })
+        .collect();
+    let diffs: Vec<Digest> = layers.iter().map(|l| Digest::of(l)).collect();
+    let reg = FakeRegistry::start(image_routes("race/img", &layers, &diffs, None), 2)?;
+    let tmp = tempfile::tempdir()?;
+    let root = tmp.path().join("root");
+    let r = format!("{}/race/img", reg.addr);
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_berth"))
+                .arg("--root")
+                .arg(&root)
+                .args(["pull", "-q", &r])
+                .stderr(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+        })
+        .collect::<std::io::Result<_>>()?;
+    let mut ids = Vec::new();
+    for c in children {
+        let out = c.wait_with_output()?;
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ids.push(String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    assert!(ids.iter().all(|i| *i == ids[0]), "{ids:?}");
+    let list = ok(&berth(&root, &["images", "-q"]));
+    assert_eq!(list.lines().count(), 1, "{list}");
+    ok(&berth(&root, &["rmi", &r]));
+    assert_store_empty(&root);
+    Ok(())
+}

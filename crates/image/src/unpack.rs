@@ -559,3 +559,89 @@ fn copy_data(src: &mut impl Read, dst: &mut File) -> io::Result<()> {
         dst.write_all(&buf[..n])?;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tar_of(entries: &[(&str, EntryType, &str, &[u8])]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (name, kind, link, data) in entries {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(*kind);
+            h.set_size(data.len() as u64);
+            h.set_mode(0o640);
+            h.set_mtime(1_600_000_000);
+            h.set_uid(0);
+            h.set_gid(0);
+            if !link.is_empty() {
+                h.set_link_name(link).unwrap();
+            }
+            h.set_path(name).unwrap();
+            h.set_cksum();
+            b.append(&h, *data).unwrap();
+        }
+        b.into_inner().unwrap()
+    }
+
+    const OPTS: UnpackOptions = UnpackOptions {
+        preserve_owner: false,
+    };
+
+    #[test]
+    fn names_are_split_and_checked() {
+        let n = EntryName::parse(b"./a/b/./c").unwrap();
+        assert_eq!(n.parent, vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(n.last.as_deref(), Some(&b"c"[..]));
+        assert!(EntryName::parse(b"./").unwrap().last.is_none());
+        assert!(EntryName::parse(b"a/../b").is_err());
+        assert!(EntryName::parse(b"/etc/passwd").is_err());
+    }
+
+    #[test]
+    fn unpacks_files_links_and_metadata() {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+        let t = tempfile::tempdir().unwrap();
+        let tar = tar_of(&[
+            ("d/", EntryType::Directory, "", b""),
+            ("d/f", EntryType::Regular, "", b"data"),
+            ("d/s", EntryType::Symlink, "f", b""),
+            ("d/h", EntryType::Link, "d/f", b""),
+            ("implicit/parent/x", EntryType::Regular, "", b"x"),
+        ]);
+        unpack_layer(&tar[..], t.path(), OPTS).unwrap();
+        let f = t.path().join("d/f");
+        assert_eq!(std::fs::read(&f).unwrap(), b"data");
+        let m = std::fs::metadata(&f).unwrap();
+        assert_eq!(
+            (m.permissions().mode() & 0o7777, m.mtime(), m.nlink()),
+            (0o640, 1_600_000_000, 2)
+        );
+        assert_eq!(
+            std::fs::read_link(t.path().join("d/s")).unwrap().to_str(),
+            Some("f")
+        );
+        assert_eq!(
+            std::fs::metadata(t.path().join("d")).unwrap().mtime(),
+            1_600_000_000
+        );
+        assert_eq!(
+            std::fs::read(t.path().join("implicit/parent/x")).unwrap(),
+            b"x"
+        );
+    }
+
+    #[test]
+    fn refuses_writes_through_symlinks() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().to_str().unwrap();
+        let tar = tar_of(&[
+            ("l", EntryType::Symlink, target, b""),
+            ("l/x", EntryType::Regular, "", b"x"),
+        ]);
+        let err = unpack_layer(&tar[..], t.path(), OPTS).unwrap_err();
+        assert!(err.to_string().contains("goes through a symlink"), "{err}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+}
