@@ -7,7 +7,9 @@
 //! fd and a container id.
 //!
 //! Entry point: [`NetStore::open`], then [`NetStore::create_network`] /
-//! [`NetStore::attach`] / [`NetStore::detach`] / [`NetStore::recover`].
+//! [`NetStore::attach`] / [`NetStore::detach`] (or [`NetStore::release`] once the
+//! namespace is gone) / [`NetStore::recover`]; [`etc`] renders the `/etc` files and
+//! [`dns`] is the per-network responder behind the `berth-netdns` binary.
 
 mod attach;
 pub mod dns;

@@ -167,37 +167,6 @@ fn published_ports_answer_on_loopback_tcp_and_udp() {
         t.store.attach("pub", "c1", c.fd.as_fd(), &opts)?;
         let table = nft_table("berth_test")?;
         assert!(table.contains("dnat to 10.79.0.2:80"), "{table}");
-        // The same host port cannot be published twice, even on another address.
-        let c2 = ContainerNs::new()?;
-        let clash = PortMapping {
-            host_ip: None,
-            host_port: 18080,
-            container_port: 80,
-            protocol: Protocol::Tcp,
-        };
-        let opts2 = AttachOptions {
-            ports: vec![clash],
-            ..AttachOptions::default()
-        };
-        let err = t
-            .store
-            .attach("pub", "c2", c2.fd.as_fd(), &opts2)
-            .unwrap_err();
-        assert!(
-            matches!(err, NetError::PortInUse { port: 18080, .. }),
-            "{err}"
-        );
-        let udp_same = PortMapping {
-            protocol: Protocol::Udp,
-            host_port: 18082,
-            ..clash
-        };
-        let opts3 = AttachOptions {
-            ports: vec![udp_same],
-            ..AttachOptions::default()
-        };
-        t.store.attach("pub", "c2", c2.fd.as_fd(), &opts3)?;
-        t.store.detach("pub", "c2")?;
 
         let server = answer_once(serve_tcp_once(&c, 80));
         ping_tcp("127.0.0.1:18080".parse()?)?;
@@ -371,6 +340,60 @@ fn release_leaves_the_veth_to_the_kernel_once_the_netns_is_gone() {
         // The address is free for the next container.
         let c2 = ContainerNs::new()?;
         assert_eq!(t.store.attach("rel", "c2", c2.fd.as_fd(), &opts)?.ip, a.ip);
+        Ok(())
+    });
+}
+
+#[test]
+fn same_host_port_cannot_be_published_twice() {
+    if !require_root() {
+        return;
+    }
+    in_private_host(|| {
+        let t = TestStore::new()?;
+        t.store.create_network(&net("dup", "10.88.0.0/24"))?;
+        let c1 = ContainerNs::new()?;
+        let first = PortMapping {
+            host_ip: Some(Ipv4Addr::LOCALHOST),
+            host_port: 18080,
+            container_port: 80,
+            protocol: Protocol::Tcp,
+        };
+        let opts1 = AttachOptions {
+            ports: vec![first],
+            ..AttachOptions::default()
+        };
+        t.store.attach("dup", "c1", c1.fd.as_fd(), &opts1)?;
+        // Another address still collides when one side is unspecified.
+        let c2 = ContainerNs::new()?;
+        let clash = PortMapping {
+            host_ip: None,
+            ..first
+        };
+        let opts2 = AttachOptions {
+            ports: vec![clash],
+            ..AttachOptions::default()
+        };
+        let err = t
+            .store
+            .attach("dup", "c2", c2.fd.as_fd(), &opts2)
+            .unwrap_err();
+        assert!(
+            matches!(err, NetError::PortInUse { port: 18080, .. }),
+            "{err}"
+        );
+        assert!(t.store.attachments_of("c2")?.is_empty());
+        // The same number over UDP is another port.
+        let udp = PortMapping {
+            protocol: Protocol::Udp,
+            ..clash
+        };
+        let opts3 = AttachOptions {
+            ports: vec![udp],
+            ..AttachOptions::default()
+        };
+        t.store.attach("dup", "c2", c2.fd.as_fd(), &opts3)?;
+        assert_eq!(nft_table("berth_test")?.matches("dnat").count(), 2);
         Ok(())
     });
 }

@@ -40,6 +40,9 @@ pub enum DnsError {
     /// Receiving from the listening socket failed.
     #[error("receive dns query")]
     Recv(#[source] std::io::Error),
+    /// The listening socket's address could not be read.
+    #[error("read dns socket address")]
+    LocalAddr(#[source] std::io::Error),
     /// The network's endpoint records could not be read.
     #[error(transparent)]
     Records(#[from] RecordError),
@@ -147,7 +150,7 @@ impl DnsServer {
 
     /// The address the responder listens on.
     pub fn local_addr(&self) -> Result<SocketAddr, DnsError> {
-        self.socket.local_addr().map_err(DnsError::Recv)
+        self.socket.local_addr().map_err(DnsError::LocalAddr)
     }
 
     /// Answers queries until `stop` is set.
