@@ -213,6 +213,11 @@ impl NetStore {
                     }
                 }
             }
+            // After a reboot the records remain but the bridges are gone; the DNS
+            // responder needs its gateway address back before it can bind.
+            if let Err(e) = self.ensure_bridge(&net) {
+                first.get_or_insert(e);
+            }
         }
         let synced = self.sync_firewall(SyncMode::Always);
         match first {

@@ -285,6 +285,16 @@ impl NetStore {
         self.create_locked(req, dns)
     }
 
+    /// Returns network `name` after making sure its bridge exists, addressed and up (call
+    /// before spawning its DNS responder, which binds the gateway address).
+    pub fn ensure_network(&self, name: &str) -> Result<Network, NetError> {
+        validate_name(name)?;
+        let _lock = self.lock()?;
+        let network = self.network(name)?;
+        self.ensure_bridge(&network)?;
+        Ok(network)
+    }
+
     /// Returns the default network, creating it (subnet from the pool) on first use.
     pub fn ensure_default_network(&self) -> Result<Network, NetError> {
         let name = self.config.default_network.clone();

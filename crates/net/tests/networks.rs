@@ -129,3 +129,28 @@ fn subnets_colliding_with_networks_or_host_routes_are_refused() {
         Ok(())
     });
 }
+
+#[test]
+fn recover_and_ensure_recreate_bridges_lost_in_a_reboot() {
+    if !require_root() {
+        return;
+    }
+    in_private_host(|| {
+        let t = TestStore::new()?;
+        let host = ns_path_of_thread();
+        let n = t.store.create_network(&NetworkCreate {
+            name: "boot".into(),
+            subnet: Some("10.91.0.0/24".parse()?),
+            ..Default::default()
+        })?;
+        run_in_ns(&host, &["ip", "link", "del", &n.bridge])?;
+        assert!(links_with_prefix("btbr")?.is_empty());
+        t.store.recover(&|_| true)?;
+        let addrs = run_in_ns(&host, &["ip", "-o", "addr", "show", &n.bridge])?;
+        assert!(addrs.contains("inet 10.91.0.1/24"), "{addrs}");
+        run_in_ns(&host, &["ip", "link", "del", &n.bridge])?;
+        assert_eq!(t.store.ensure_network("boot")?, n);
+        assert_eq!(links_with_prefix("btbr")?, vec![n.bridge.clone()]);
+        Ok(())
+    });
+}
