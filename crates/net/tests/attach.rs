@@ -92,7 +92,7 @@ fn attach_configures_namespace_and_detach_removes_everything() {
         assert!(t.store.attachments_of("c1")?.is_empty());
         let table = nft_table("berth_test")?;
         assert!(
-            table.contains(&n.bridge) && !table.contains("dnat"),
+            table.contains(&n.bridge) && !table.contains("dnat to"),
             "{table}"
         );
         Ok(())
@@ -189,7 +189,7 @@ fn published_ports_answer_on_loopback_tcp_and_udp() {
 
         t.store.detach("pub", "c1")?;
         let table = nft_table("berth_test")?;
-        assert!(!table.contains("dnat"), "{table}");
+        assert!(!table.contains("dnat to"), "{table}");
         Ok(())
     });
 }
@@ -233,7 +233,7 @@ fn fifty_concurrent_attaches_get_distinct_addresses_and_leave_nothing() {
         }
         assert_eq!(ips.len(), 50);
         assert_eq!(links_with_prefix("btv")?.len(), 50);
-        assert_eq!(nft_table("berth_test")?.matches("dnat").count(), 50);
+        assert_eq!(nft_table("berth_test")?.matches("dnat to").count(), 50);
 
         let removers: Vec<_> = (0..50)
             .map(|i| {
@@ -246,7 +246,7 @@ fn fifty_concurrent_attaches_get_distinct_addresses_and_leave_nothing() {
         }
         assert!(links_with_prefix("btv")?.is_empty());
         assert!(t.store.inspect("many")?.attachments.is_empty());
-        assert!(!nft_table("berth_test")?.contains("dnat"));
+        assert!(!nft_table("berth_test")?.contains("dnat to"));
         Ok(())
     });
 }
@@ -393,7 +393,7 @@ fn same_host_port_cannot_be_published_twice() {
             ..AttachOptions::default()
         };
         t.store.attach("dup", "c2", c2.fd.as_fd(), &opts3)?;
-        assert_eq!(nft_table("berth_test")?.matches("dnat").count(), 2);
+        assert_eq!(nft_table("berth_test")?.matches("dnat to").count(), 2);
         Ok(())
     });
 }

@@ -8,7 +8,7 @@ use std::os::fd::AsFd;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use berth_net::AttachOptions;
 use berth_net::NetworkCreate;
 use common::{ContainerNs, TestStore, in_private_host, require_root};
@@ -43,16 +43,20 @@ fn resolve(server: SocketAddr, name: &str) -> Result<Vec<Ipv4Addr>> {
     let mut buf = [0u8; 512];
     for attempt in 0..20u16 {
         sock.send_to(&query(attempt, name), server)?;
-        let Ok(n) = sock.recv(&mut buf) else { continue };
-        let answer = &buf[..n];
-        ensure!(answer[0..2] == attempt.to_be_bytes(), "answer id mismatch");
-        let count = u16::from_be_bytes([answer[6], answer[7]]);
-        // Each A record ends with 4 bytes of address; records are 16 bytes long.
-        let records = &answer[n - usize::from(count) * 16..];
-        return Ok(records
-            .chunks(16)
-            .map(|r| Ipv4Addr::new(r[12], r[13], r[14], r[15]))
-            .collect());
+        // Answers to earlier attempts may still arrive; only this attempt's counts.
+        while let Ok(n) = sock.recv(&mut buf) {
+            let answer = &buf[..n];
+            if answer[0..2] != attempt.to_be_bytes() {
+                continue;
+            }
+            let count = u16::from_be_bytes([answer[6], answer[7]]);
+            // Each A record is 16 bytes and ends with the address.
+            let records = &answer[n - usize::from(count) * 16..];
+            return Ok(records
+                .chunks(16)
+                .map(|r| Ipv4Addr::new(r[12], r[13], r[14], r[15]))
+                .collect());
+        }
     }
     bail!("no answer for `{name}` from {server}")
 }

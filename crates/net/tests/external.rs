@@ -89,6 +89,33 @@ fn published_port_reachable_from_another_host_and_outbound_is_masqueraded() {
         let peer = server.join().expect("server thread")?;
         assert_eq!(peer.ip().to_string(), "10.200.0.2");
 
+        // Hairpin: another container on the network uses the host's address.
+        let c2 = ContainerNs::new()?;
+        let c2_ip = t
+            .store
+            .attach("ext", "c2", c2.fd.as_fd(), &AttachOptions::default())?
+            .ip;
+        let listener = c.run(|| TcpListener::bind("0.0.0.0:90"))?;
+        let server = std::thread::spawn(move || -> Result<SocketAddr> {
+            let (mut s, peer) = listener.accept()?;
+            s.write_all(b"hi")?;
+            Ok(peer)
+        });
+        let got = c2.run(|| -> Result<Vec<u8>> {
+            let mut s = TcpStream::connect_timeout(&target, Duration::from_secs(2))?;
+            s.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let mut buf = vec![0u8; 2];
+            s.read_exact(&mut buf)?;
+            Ok(buf)
+        })?;
+        assert_eq!(got, b"hi");
+        let peer = server.join().expect("server thread")?;
+        assert_ne!(
+            peer.ip(),
+            std::net::IpAddr::V4(c2_ip),
+            "hairpin not masqueraded"
+        );
+
         // Outbound: container -> remote, seen with the host's address.
         let outside = remote.run(|| TcpListener::bind("10.200.0.2:91"))?;
         let dst: SocketAddr = "10.200.0.2:91".parse()?;

@@ -29,6 +29,9 @@ const NFPROTO_IPV4: u32 = 2;
 const FIB_RESULT_ADDRTYPE: u32 = 3;
 const FIB_F_DADDR: u32 = 1 << 1;
 const RTN_LOCAL: u32 = 2;
+const CT_STATUS: u32 = 2;
+/// `IPS_DST_NAT` of the conntrack status word.
+const IPS_DST_NAT: u32 = 1 << 5;
 const IFNAMSIZ: usize = 16;
 
 /// Verdict codes as the kernel spells them.
@@ -78,6 +81,9 @@ pub(crate) enum Expr {
     },
     Masquerade,
     FibDaddrType {
+        dreg: u32,
+    },
+    CtStatus {
         dreg: u32,
     },
 }
@@ -158,6 +164,22 @@ pub(crate) fn daddr_is(addr: Ipv4Addr) -> Vec<Expr> {
     ip_in(16, &host, CmpOp::Eq)
 }
 
+/// `ct status dnat`: the connection's destination was rewritten (a published port).
+pub(crate) fn ct_status_dnat() -> Vec<Expr> {
+    vec![
+        Expr::CtStatus { dreg: REG_1 },
+        Expr::Bitwise {
+            reg: REG_1,
+            mask: IPS_DST_NAT.to_ne_bytes().to_vec(),
+        },
+        Expr::Cmp {
+            sreg: REG_1,
+            op: CmpOp::Neq,
+            data: 0u32.to_ne_bytes().to_vec(),
+        },
+    ]
+}
+
 /// `fib daddr type local`
 pub(crate) fn daddr_is_local() -> Vec<Expr> {
     vec![
@@ -231,6 +253,7 @@ impl Expr {
             Expr::Dnat { .. } => "nat",
             Expr::Masquerade => "masq",
             Expr::FibDaddrType { .. } => "fib",
+            Expr::CtStatus { .. } => "ct",
         }
     }
 
@@ -294,6 +317,9 @@ impl Expr {
             Expr::FibDaddrType { dreg } => {
                 m.attr_be32(1, *dreg).attr_be32(2, FIB_RESULT_ADDRTYPE);
                 m.attr_be32(3, FIB_F_DADDR);
+            }
+            Expr::CtStatus { dreg } => {
+                m.attr_be32(1, *dreg).attr_be32(2, CT_STATUS);
             }
         }
     }

@@ -145,6 +145,13 @@ impl Ruleset {
                 r.push(Expr::Masquerade);
                 out.push(("masq", r));
             }
+            // Hairpin: a container reaching a published port of its own network through
+            // a host address must see the answer come from that address, not the peer.
+            let mut r = expr::saddr_in(&n.subnet, CmpOp::Eq);
+            r.extend(expr::oifname(&n.bridge, CmpOp::Eq));
+            r.extend(expr::ct_status_dnat());
+            r.push(Expr::Masquerade);
+            out.push(("masq", r));
             let mut r = expr::oifname(&n.bridge, CmpOp::Eq);
             r.extend(expr::saddr_in(&loopback, CmpOp::Eq));
             r.push(Expr::Masquerade);
@@ -323,7 +330,7 @@ mod tests {
             .collect();
         assert_eq!(forward.len(), 2);
         let post = rs.rules().into_iter().filter(|(c, _)| *c == "masq").count();
-        assert_eq!(post, 4);
+        assert_eq!(post, 6);
     }
 
     #[test]
@@ -334,7 +341,7 @@ mod tests {
         };
         let rules = rs.rules();
         assert_eq!(rules.iter().filter(|(c, _)| *c == "isolate").count(), 2);
-        assert_eq!(rules.iter().filter(|(c, _)| *c == "masq").count(), 1);
+        assert_eq!(rules.iter().filter(|(c, _)| *c == "masq").count(), 2);
     }
 
     #[test]
