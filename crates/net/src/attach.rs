@@ -227,6 +227,22 @@ impl NetStore {
     }
 }
 
+/// Brings `lo` up inside the network namespace `netns` (`--network none`, where no
+/// attachment does it).
+pub fn set_loopback_up(netns: BorrowedFd<'_>) -> Result<(), NetError> {
+    netns::run_in(netns, || -> Result<(), NetError> {
+        let mut rtnl = Rtnl::open()?;
+        let lo = rtnl
+            .link_index("lo")?
+            .ok_or(crate::netlink::NetlinkError::Kernel {
+                what: "find link `lo`".into(),
+                errno: Errno::ENODEV,
+            })?;
+        rtnl.set_up(lo, "lo")?;
+        Ok(())
+    })?
+}
+
 /// Runs inside the container's namespace: the first `ethN` name not taken.
 fn free_ifname() -> Result<String, NetError> {
     let names = Rtnl::open()?.link_names()?;

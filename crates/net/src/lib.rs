@@ -24,7 +24,7 @@ mod rtnl;
 mod store;
 mod subnet;
 
-pub use attach::AttachOptions;
+pub use attach::{AttachOptions, set_loopback_up};
 pub use ipam::IpamError;
 pub use netlink::NetlinkError;
 pub use netns::NetnsError;

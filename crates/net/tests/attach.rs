@@ -397,3 +397,24 @@ fn same_host_port_cannot_be_published_twice() {
         Ok(())
     });
 }
+
+#[test]
+fn network_none_gets_only_loopback_up() {
+    if !require_root() {
+        return;
+    }
+    in_private_host(|| {
+        let c = ContainerNs::new()?;
+        let before = run_in_ns(&c.path(), &["ip", "-o", "link", "show"])?;
+        assert!(!before.contains("LOOPBACK,UP"), "{before}");
+        berth_net::set_loopback_up(c.fd.as_fd())?;
+        let after = run_in_ns(&c.path(), &["ip", "-o", "link", "show"])?;
+        assert!(after.contains("lo: <LOOPBACK,UP"), "{after}");
+        assert_eq!(after.lines().count(), 1, "{after}");
+        let l = c.run(|| TcpListener::bind("127.0.0.1:7010"))?;
+        let server = answer_once(l);
+        c.run(|| ping_tcp("127.0.0.1:7010".parse().unwrap()))?;
+        server.join().unwrap();
+        Ok(())
+    });
+}
