@@ -94,6 +94,12 @@ fn run(root: &StateRoot, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32
     };
     let code = foreground::serve(created.pid, &sigfd, created.console.as_ref())
         .context("wait for the container")?;
+    if container::oom_kills(root, &a.id).unwrap_or(0) > 0 {
+        eprintln!(
+            "berth-runtime: container `{}` hit its memory limit: the kernel's OOM killer ended a process in it",
+            a.id
+        );
+    }
     if !keep {
         container::delete(root, &a.id, true)?;
     }

@@ -41,8 +41,5 @@ impl Logger {
 }
 
 fn now() -> String {
-    let d = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    format!("{}.{:09}", d.as_secs(), d.subsec_nanos())
+    berth_runtime::state::now_rfc3339()
 }

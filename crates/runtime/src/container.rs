@@ -118,6 +118,11 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Contain
     }
     let fifo = dir.join(state::FIFO);
     sys::mkfifo(&fifo, 0o600).map_err(io_err(format!("mkfifo `{}`", fifo.display())))?;
+    if let Some((uid, gid)) = linux.and_then(namespace::host_root_ids) {
+        // The init, root of its own user namespace, must be able to open the fifo.
+        std::os::unix::fs::chown(&fifo, Some(uid), Some(gid))
+            .map_err(io_err(format!("chown `{}`", fifo.display())))?;
+    }
     let user_ns = ns.creates(libc::CLONE_NEWUSER) || ns.joins(libc::CLONE_NEWUSER);
     let ctx = InitCtx {
         spec: &plan.spec,

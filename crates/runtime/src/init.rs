@@ -129,9 +129,16 @@ fn container_init(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
         check_cwd_inside_root(&ctx.prepared.cwd)?;
         let exe = process::find_executable(ctx.prepared).map_err(|e| e.to_string())?;
         chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
-        wait_for_start(&fifo)?;
-        drop(fifo);
-        finalize_and_exec(ctx, &exe)
+        // The runtime that created us may be gone: the container's stderr is the only
+        // place left to report a failure.
+        let after_ready = wait_for_start(&fifo).and_then(|()| {
+            drop(fifo);
+            finalize_and_exec(ctx, &exe)
+        });
+        if let Err(why) = &after_ready {
+            eprintln!("berth-runtime: container init: {why}");
+        }
+        after_ready
     })
 }
 

@@ -114,6 +114,17 @@ pub(crate) fn map_text(maps: &[LinuxIdMapping]) -> String {
         .collect()
 }
 
+/// The host uid and gid that a new user namespace maps container root (0) to, if any.
+pub(crate) fn host_root_ids(linux: &Linux) -> Option<(u32, u32)> {
+    let find = |maps: &Option<Vec<LinuxIdMapping>>| {
+        maps.iter().flatten().find_map(|m| {
+            let (c, h, n) = (m.container_id(), m.host_id(), m.size());
+            (c == 0 && n > 0).then_some(h)
+        })
+    };
+    Some((find(linux.uid_mappings())?, find(linux.gid_mappings())?))
+}
+
 /// Writes the id maps of `pid`'s new user namespace, from outside it.
 pub(crate) fn write_id_maps(pid: i32, linux: &Linux) -> Result<(), NamespaceError> {
     let write = |file: &str, text: String| {

@@ -232,7 +232,7 @@ pub(crate) fn status_of(root: &StateRoot, s: &Saved) -> Status {
 }
 
 /// Now as RFC 3339 in UTC with nanoseconds, as runc writes `created`.
-pub(crate) fn now_rfc3339() -> String {
+pub fn now_rfc3339() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
