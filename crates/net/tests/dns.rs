@@ -135,6 +135,22 @@ fn containers_resolve_each_other_by_name_and_alias() {
         client.run(|| TcpStream::connect_timeout(&target, Duration::from_secs(2)))?;
         drop(listener);
 
+        // A container of another network reaches the address but is refused.
+        t.store.create_network(&NetworkCreate {
+            name: "other".into(),
+            subnet: Some("10.84.9.0/24".parse()?),
+            ..NetworkCreate::default()
+        })?;
+        let outsider = ContainerNs::new()?;
+        t.store.attach(
+            "other",
+            "out",
+            outsider.fd.as_fd(),
+            &AttachOptions::default(),
+        )?;
+        let refused = outsider.run(|| resolve(listen, "web"))?;
+        assert!(refused.is_empty(), "outsider resolved {refused:?}");
+
         // A detached container's name disappears.
         t.store.detach("app", "0123456789abcdef")?;
         let gone = client.run(|| resolve(listen, "web"))?;

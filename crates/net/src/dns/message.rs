@@ -11,6 +11,11 @@ const MAX_NAME: usize = 255;
 pub(crate) const RCODE_FORMERR: u8 = 1;
 pub(crate) const RCODE_SERVFAIL: u8 = 2;
 pub(crate) const RCODE_NOTIMP: u8 = 4;
+pub(crate) const RCODE_REFUSED: u8 = 5;
+/// The classic UDP answer limit (no EDNS0 here).
+const MAX_UDP_ANSWER: usize = 512;
+const A_RECORD_LEN: usize = 16;
+const FLAG_TC: u16 = 0x0200;
 
 /// The single question of a query, with the header fields an answer needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -97,17 +102,23 @@ fn header(id: u16, query_flags: u16, rcode: u8, qd: u16, an: u16) -> Vec<u8> {
 }
 
 /// An answer to `q` (from packet `packet`) with A records `ips`: NOERROR with no records
-/// for other types of a known name.
+/// for other types of a known name. Records beyond 512 bytes are cut and TC is set.
 pub(crate) fn answer(packet: &[u8], q: &Query, ips: &[Ipv4Addr], ttl: u32) -> Vec<u8> {
     let wanted: &[Ipv4Addr] = if q.qtype == TYPE_A && q.qclass == CLASS_IN {
         ips
     } else {
         &[]
     };
-    let count = u16::try_from(wanted.len()).unwrap_or(u16::MAX);
+    let room = MAX_UDP_ANSWER.saturating_sub(q.question_end) / A_RECORD_LEN;
+    let fitting = &wanted[..wanted.len().min(room)];
+    let count = u16::try_from(fitting.len()).unwrap_or(0);
     let mut out = header(q.id, q.flags, 0, 1, count);
+    if fitting.len() < wanted.len() {
+        let flags = be16(&out, 2).unwrap_or(0) | FLAG_TC;
+        out[2..4].copy_from_slice(&flags.to_be_bytes());
+    }
     out.extend_from_slice(&packet[HEADER_LEN..q.question_end]);
-    for ip in wanted.iter().take(usize::from(count)) {
+    for ip in fitting {
         // A pointer to the question's name at offset 12.
         out.extend_from_slice(&[0xc0, 0x0c]);
         out.extend_from_slice(&TYPE_A.to_be_bytes());
@@ -156,6 +167,20 @@ mod tests {
         assert_eq!(a[2] & 0x01, 0x01, "RD copied");
         assert_eq!(be16(&a, 6), Some(1), "one answer");
         assert_eq!(&a[a.len() - 4..], &ip.octets());
+    }
+
+    #[test]
+    fn long_answers_are_truncated_with_tc() {
+        let packet = build_query(2, "many", TYPE_A);
+        let q = parse_query(&packet).unwrap();
+        let ips: Vec<Ipv4Addr> = (0..100u8).map(|i| Ipv4Addr::new(10, 0, 0, i)).collect();
+        let a = answer(&packet, &q, &ips, 10);
+        assert!(a.len() <= 512);
+        assert_eq!(a[2] & 0x02, 0x02, "TC set");
+        let count = usize::from(be16(&a, 6).unwrap());
+        assert_eq!(a.len(), packet.len() + count * 16);
+        let few = answer(&packet, &q, &ips[..3], 10);
+        assert_eq!(few[2] & 0x02, 0);
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //! (`berth-netdns`) on the network's gateway address, like Docker's embedded DNS.
 //! Container names, ids and aliases on that network answer with their addresses (read
 //! from the store's endpoint records, reloaded when the directory changes); every other
-//! query is relayed unchanged to the host's resolvers. UDP only.
+//! query is relayed unchanged to the host's resolvers. Only clients holding a lease on
+//! the network are served (others get REFUSED), so the gateway address is neither a
+//! name oracle nor an open resolver for other networks or hosts. UDP only.
 
 mod message;
 
-use std::collections::HashMap;
-use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -15,7 +17,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::etc::parse_resolv_conf;
 use crate::record::{self, Attachment, Layout, RecordError};
-use message::{QueryProblem, RCODE_FORMERR, RCODE_NOTIMP, RCODE_SERVFAIL};
+use message::{QueryProblem, RCODE_FORMERR, RCODE_NOTIMP, RCODE_REFUSED, RCODE_SERVFAIL};
 
 /// How long containers may cache an answer about a container.
 const TTL_SECS: u32 = 10;
@@ -76,6 +78,7 @@ struct NameTable {
     dir: PathBuf,
     stamp: Option<SystemTime>,
     names: HashMap<String, Vec<Ipv4Addr>>,
+    members: HashSet<Ipv4Addr>,
 }
 
 impl NameTable {
@@ -84,17 +87,34 @@ impl NameTable {
             dir: Layout::endpoints_dir_in(run_dir, network),
             stamp: None,
             names: HashMap::new(),
+            members: HashSet::new(),
         }
     }
 
-    fn lookup(&mut self, name: &str) -> Result<Option<Vec<Ipv4Addr>>, RecordError> {
+    /// Re-reads the leases if their directory changed since the last read. Directory
+    /// mtimes are coarse (a clock tick), so a change within the same tick as the last
+    /// read would go unseen: a directory modified less than a second ago is re-read.
+    fn refresh(&mut self) -> Result<(), RecordError> {
         let stamp = std::fs::metadata(&self.dir).and_then(|m| m.modified()).ok();
-        if stamp.is_none() || stamp != self.stamp {
+        let recent = stamp
+            .and_then(|t| t.elapsed().ok())
+            .is_none_or(|age| age < Duration::from_secs(1));
+        if recent || stamp != self.stamp {
             let all: Vec<Attachment> = record::read_all(&self.dir)?;
             self.names = names_of(&all);
+            self.members = all.iter().map(|a| a.ip).collect();
             self.stamp = stamp;
         }
-        Ok(self.names.get(name).cloned())
+        Ok(())
+    }
+
+    /// Whether `client` is a container of this network (only they are served).
+    fn is_member(&self, client: IpAddr) -> bool {
+        matches!(client, IpAddr::V4(ip) if self.members.contains(&ip))
+    }
+
+    fn lookup(&self, name: &str) -> Option<&[Ipv4Addr]> {
+        self.names.get(name).map(Vec::as_slice)
     }
 }
 
@@ -177,14 +197,20 @@ impl DnsServer {
     }
 
     fn handle(&mut self, packet: &[u8], client: SocketAddr) -> Result<(), DnsError> {
+        self.table.refresh()?;
+        // Only the network's containers are served: anyone else reaching the gateway
+        // address must not learn container names or use the host's resolvers.
+        let member = self.table.is_member(client.ip());
         let reply = match message::parse_query(packet) {
-            Ok(q) => match self.table.lookup(&q.name)? {
-                Some(ips) => message::answer(packet, &q, &ips, TTL_SECS),
+            Ok(q) if !member => message::error_answer(q.id, q.flags, RCODE_REFUSED),
+            Ok(q) => match self.table.lookup(&q.name) {
+                Some(ips) => message::answer(packet, &q, ips, TTL_SECS),
                 None => {
                     self.relay(packet.to_vec(), client, q.id, q.flags);
                     return Ok(());
                 }
             },
+            Err(_) if !member => return Ok(()),
             Err(problem) => {
                 let Some(id) = message::packet_id(packet) else {
                     return Ok(());
@@ -311,10 +337,20 @@ mod tests {
         let mut server = DnsServer::bind(&config).unwrap();
         let client = UdpSocket::bind("127.0.0.1:0").unwrap();
         let client_addr = client.local_addr().unwrap();
+        let mut buf = [0u8; 512];
+        // Not a container of the network (yet): refused, nothing relayed.
+        server
+            .handle(&build_query(4, "web", TYPE_A), client_addr)
+            .unwrap();
+        let n = client.recv(&mut buf).unwrap();
+        assert_eq!((n, buf[3] & 0xf), (12, RCODE_REFUSED));
+        let me = attachment("cli", "cli", "c", "127.0.0.1");
+        let lease = layout.endpoint_file("n", "cli");
+        record::write_json(&lease, &me, record::Durability::Atomic).unwrap();
+
         server
             .handle(&build_query(5, "web", TYPE_A), client_addr)
             .unwrap();
-        let mut buf = [0u8; 512];
         let n = client.recv(&mut buf).unwrap();
         assert_eq!(&buf[n - 4..n], &[10, 0, 0, 2]);
 
