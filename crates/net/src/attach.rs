@@ -105,13 +105,25 @@ impl NetStore {
     /// The kernel half of attach: bridge, veth pair, in-namespace setup, firewall.
     fn plumb(&self, net: &Network, a: &Attachment, netns: BorrowedFd<'_>) -> Result<(), NetError> {
         let bridge = self.ensure_bridge(net)?;
-        Rtnl::open()?.create_veth(&VethSpec {
+        let spec = VethSpec {
             host_name: &a.host_veth,
             master: bridge,
             peer_name: &a.ifname,
             peer_netns: netns,
             peer_mac: ipam::mac_for(a.ip),
-        })?;
+        };
+        let mut rtnl = Rtnl::open()?;
+        match rtnl.create_veth(&spec) {
+            // A host veth of this name belongs to this container on this network (the
+            // name hashes both): a leftover of a `release` whose namespace lived on.
+            Err(e)
+                if e.errno() == Some(Errno::EEXIST) && rtnl.link_index(&a.host_veth)?.is_some() =>
+            {
+                rtnl.delete_link(&a.host_veth)?;
+                rtnl.create_veth(&spec)?;
+            }
+            other => other?,
+        }
         let internal = net.internal;
         netns::run_in(netns, || configure_inside(a, internal))??;
         self.sync_firewall(SyncMode::IfChanged)

@@ -11,6 +11,8 @@
 //! namespace is gone) / [`NetStore::recover`]; [`etc`] renders the `/etc` files and
 //! [`dns`] is the per-network responder behind the `berth-netdns` binary.
 
+#![deny(missing_docs)]
+
 mod attach;
 pub mod dns;
 pub mod etc;

@@ -340,6 +340,20 @@ fn release_leaves_the_veth_to_the_kernel_once_the_netns_is_gone() {
         // The address is free for the next container.
         let c2 = ContainerNs::new()?;
         assert_eq!(t.store.attach("rel", "c2", c2.fd.as_fd(), &opts)?.ip, a.ip);
+
+        // Misuse: released while its namespace lives on. Re-attaching replaces the
+        // leftover host veth instead of failing on its name.
+        t.store.release("rel", "c2")?;
+        let b = t.store.attach(
+            "rel",
+            "c2",
+            c2.fd.as_fd(),
+            &AttachOptions {
+                ifname: Some("eth1".into()),
+                ..opts
+            },
+        )?;
+        assert_eq!(links_with_prefix("btv")?, vec![b.host_veth]);
         Ok(())
     });
 }

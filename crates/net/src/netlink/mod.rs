@@ -124,13 +124,17 @@ impl Socket {
 
     /// Receives one datagram and splits it into messages.
     pub(crate) fn recv_messages(&mut self, what: &str) -> Result<Vec<Answer>, NetlinkError> {
+        // MSG_TRUNC makes recv return the datagram's real length, so a cut one is caught.
         let n = loop {
-            match recv(self.fd.as_raw_fd(), &mut self.buf, MsgFlags::empty()) {
+            match recv(self.fd.as_raw_fd(), &mut self.buf, MsgFlags::MSG_TRUNC) {
                 Ok(n) => break n,
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(NetlinkError::Recv(e)),
             }
         };
+        if n > self.buf.len() {
+            return Err(NetlinkError::Recv(Errno::EMSGSIZE));
+        }
         split_messages(&self.buf[..n], what)
     }
 
