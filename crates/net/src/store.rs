@@ -336,7 +336,8 @@ impl NetStore {
                 b
             }
         };
-        if bridge.is_empty() || bridge.len() > ipam::IFNAME_MAX {
+        // The name also becomes a /proc/sys path component.
+        if bridge.len() > ipam::IFNAME_MAX || validate_name(&bridge).is_err() {
             return Err(NetError::InvalidName(bridge));
         }
         let created = SystemTime::now()

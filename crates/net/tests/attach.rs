@@ -432,3 +432,36 @@ fn network_none_gets_only_loopback_up() {
         Ok(())
     });
 }
+
+#[test]
+fn a_container_on_two_networks_gets_eth0_and_eth1() {
+    if !require_root() {
+        return;
+    }
+    in_private_host(|| {
+        let t = TestStore::new()?;
+        t.store.create_network(&net("one", "10.92.1.0/24"))?;
+        t.store.create_network(&net("two", "10.92.2.0/24"))?;
+        let c = ContainerNs::new()?;
+        let none = AttachOptions::default();
+        let a1 = t.store.attach("one", "c1", c.fd.as_fd(), &none)?;
+        let a2 = t.store.attach("two", "c1", c.fd.as_fd(), &none)?;
+        assert_eq!((a1.ifname.as_str(), a2.ifname.as_str()), ("eth0", "eth1"));
+        let routes = run_in_ns(&c.path(), &["ip", "route"])?;
+        assert!(
+            routes.contains("default via 10.92.1.1 dev eth0"),
+            "{routes}"
+        );
+        assert!(routes.contains("10.92.2.0/24 dev eth1"), "{routes}");
+        assert_eq!(t.store.attachments_of("c1")?.len(), 2);
+
+        // Disconnecting one network leaves the other in place.
+        t.store.detach("one", "c1")?;
+        let links = run_in_ns(&c.path(), &["ip", "-o", "link", "show"])?;
+        assert!(!links.contains("eth0") && links.contains("eth1"), "{links}");
+        assert_eq!(t.store.attachments_of("c1")?, vec![a2]);
+        t.store.detach_all("c1")?;
+        assert!(links_with_prefix("btv")?.is_empty());
+        Ok(())
+    });
+}
