@@ -7,10 +7,9 @@
 use std::net::Ipv4Addr;
 use std::os::fd::BorrowedFd;
 
-use nix::errno::Errno;
-
 use crate::firewall::SyncMode;
 use crate::ipam;
+use crate::kernel;
 use crate::netns;
 use crate::record::{self, Attachment, Durability, Network, PortMapping};
 use crate::rtnl::{Rtnl, VethSpec};
@@ -72,7 +71,7 @@ impl NetStore {
         )?;
         let ifname = match &opts.ifname {
             Some(n) => n.clone(),
-            None => netns::run_in(netns, free_ifname)??,
+            None => self.kernel.free_ifname(netns)?,
         };
         let attachment = Attachment {
             network: network.to_owned(),
@@ -112,20 +111,8 @@ impl NetStore {
             peer_netns: netns,
             peer_mac: ipam::mac_for(a.ip),
         };
-        let mut rtnl = Rtnl::open()?;
-        match rtnl.create_veth(&spec) {
-            // A host veth of this name belongs to this container on this network (the
-            // name hashes both): a leftover of a `release` whose namespace lived on.
-            Err(e)
-                if e.errno() == Some(Errno::EEXIST) && rtnl.link_index(&a.host_veth)?.is_some() =>
-            {
-                rtnl.delete_link(&a.host_veth)?;
-                rtnl.create_veth(&spec)?;
-            }
-            other => other?,
-        }
-        let internal = net.internal;
-        netns::run_in(netns, || configure_inside(a, internal))??;
+        self.kernel.create_veth(&spec)?;
+        self.kernel.configure_inside(netns, a, net.internal)?;
         self.sync_firewall(SyncMode::IfChanged)
     }
 
@@ -133,7 +120,7 @@ impl NetStore {
     /// the rules.
     fn unplumb(&self, a: &Attachment, link: LinkTeardown) -> Result<(), NetError> {
         let veth = match link {
-            LinkTeardown::Delete => Rtnl::open().and_then(|mut r| r.delete_link(&a.host_veth)),
+            LinkTeardown::Delete => self.kernel.delete_link(&a.host_veth),
             LinkTeardown::LeaveToKernel => Ok(()),
         };
         record::remove_file(&self.layout.endpoint_file(&a.network, &a.container_id))?;
@@ -242,45 +229,201 @@ impl NetStore {
 /// Brings `lo` up inside the network namespace `netns` (`--network none`, where no
 /// attachment does it).
 pub fn set_loopback_up(netns: BorrowedFd<'_>) -> Result<(), NetError> {
-    netns::run_in(netns, || -> Result<(), NetError> {
-        let mut rtnl = Rtnl::open()?;
-        let lo = rtnl
-            .link_index("lo")?
-            .ok_or(crate::netlink::NetlinkError::Kernel {
-                what: "find link `lo`".into(),
-                errno: Errno::ENODEV,
-            })?;
-        rtnl.set_up(lo, "lo")?;
-        Ok(())
-    })?
+    netns::run_in(netns, || kernel::loopback_up(&mut Rtnl::open()?))?
 }
 
-/// Runs inside the container's namespace: the first `ethN` name not taken.
-fn free_ifname() -> Result<String, NetError> {
-    let names = Rtnl::open()?.link_names()?;
-    Ok((0..)
-        .map(|i| format!("eth{i}"))
-        .find(|n| !names.contains(n))
-        .unwrap_or_else(|| "eth0".into()))
-}
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::os::fd::AsFd;
+    use std::sync::Arc;
 
-/// Runs inside the container's namespace: `lo` up, address, link up, default route.
-fn configure_inside(a: &Attachment, internal: bool) -> Result<(), NetError> {
-    let mut rtnl = Rtnl::open()?;
-    let missing = |name: &str| crate::netlink::NetlinkError::Kernel {
-        what: format!("find link `{name}`"),
-        errno: Errno::ENODEV,
-    };
-    let lo = rtnl.link_index("lo")?.ok_or_else(|| missing("lo"))?;
-    rtnl.set_up(lo, "lo")?;
-    let index = rtnl
-        .link_index(&a.ifname)?
-        .ok_or_else(|| missing(&a.ifname))?;
-    rtnl.add_address(index, a.ip, a.prefix)?;
-    rtnl.set_up(index, &a.ifname)?;
-    // Internal networks reach nothing beyond their subnet, so they get no default route.
-    if !internal {
-        rtnl.add_default_route(index, a.gateway)?;
+    use super::*;
+    use crate::kernel::fake::FakeKernel;
+    use crate::record::Protocol;
+    use crate::store::NetworkCreate;
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        kernel: Arc<FakeKernel>,
+        store: NetStore,
+        netns: File,
     }
-    Ok(())
+
+    /// A store over the fake kernel with network `n` (10.0.0.0/24) created.
+    fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = Arc::new(FakeKernel::default());
+        let store =
+            NetStore::with_kernel(&dir.path().join("s"), &dir.path().join("r"), kernel.clone());
+        let req = NetworkCreate {
+            name: "n".into(),
+            subnet: Some("10.0.0.0/24".parse().unwrap()),
+            ..NetworkCreate::default()
+        };
+        store.create_network(&req).unwrap();
+        kernel.take_calls();
+        let netns = File::open("/dev/null").unwrap();
+        Fixture {
+            _dir: dir,
+            kernel,
+            store,
+            netns,
+        }
+    }
+
+    fn with_port() -> AttachOptions {
+        let port = PortMapping {
+            host_ip: None,
+            host_port: 8080,
+            container_port: 80,
+            protocol: Protocol::Tcp,
+        };
+        AttachOptions {
+            ports: vec![port],
+            ..AttachOptions::default()
+        }
+    }
+
+    #[test]
+    fn attach_orders_lease_bridge_veth_inside_firewall() {
+        let f = fixture();
+        let a = f
+            .store
+            .attach("n", "c1", f.netns.as_fd(), &with_port())
+            .unwrap();
+        let calls = f.kernel.take_calls();
+        let ops: Vec<&str> = calls.iter().map(|c| c.split(' ').next().unwrap()).collect();
+        assert_eq!(
+            ops,
+            [
+                "free_ifname",
+                "ensure_bridge",
+                "create_veth",
+                "configure_inside",
+                "commit_nft"
+            ]
+        );
+        assert_eq!(calls[2], format!("create_veth {}", a.host_veth));
+        // Without published ports the ruleset does not change: nothing is committed.
+        f.store
+            .attach("n", "c2", f.netns.as_fd(), &AttachOptions::default())
+            .unwrap();
+        assert!(
+            !f.kernel
+                .take_calls()
+                .iter()
+                .any(|c| c.starts_with("commit_nft"))
+        );
+    }
+
+    #[test]
+    fn a_failure_at_any_step_leaves_no_lease_and_deletes_the_veth() {
+        for op in [
+            "ensure_bridge",
+            "create_veth",
+            "configure_inside",
+            "commit_nft",
+        ] {
+            let f = fixture();
+            f.kernel.fail_on(Some(op));
+            let err = f
+                .store
+                .attach("n", "c1", f.netns.as_fd(), &with_port())
+                .unwrap_err();
+            let calls = f.kernel.take_calls();
+            assert!(
+                f.store.attachments_of("c1").unwrap().is_empty(),
+                "{op}: lease left"
+            );
+            assert!(calls.iter().any(|c| c.starts_with("delete_link btv") || c.starts_with("delete_link bveth")), "{op}: {calls:?}");
+            // Only a failing firewall also fails the rollback (it re-syncs the rules).
+            assert_eq!(
+                matches!(err, NetError::Rollback { .. }),
+                op == "commit_nft",
+                "{op}: {err}"
+            );
+            f.kernel.fail_on(None);
+            let again = f
+                .store
+                .attach("n", "c1", f.netns.as_fd(), &with_port())
+                .unwrap();
+            assert_eq!(
+                again.ip.to_string(),
+                "10.0.0.2",
+                "{op}: address not released"
+            );
+        }
+    }
+
+    #[test]
+    fn detach_deletes_the_veth_and_release_leaves_it() {
+        let f = fixture();
+        let none = AttachOptions::default();
+        let a = f.store.attach("n", "c1", f.netns.as_fd(), &none).unwrap();
+        let b = f.store.attach("n", "c2", f.netns.as_fd(), &none).unwrap();
+        f.kernel.take_calls();
+        f.store.detach("n", "c1").unwrap();
+        assert_eq!(
+            f.kernel.take_calls(),
+            vec![format!("delete_link {}", a.host_veth)]
+        );
+        f.store.release_all("c2").unwrap();
+        assert!(f.kernel.take_calls().is_empty());
+        assert!(f.store.inspect("n").unwrap().attachments.is_empty());
+        f.store.detach("n", "c1").unwrap();
+        assert!(
+            f.kernel.take_calls().is_empty(),
+            "second detach touched the kernel"
+        );
+        assert_ne!(a.host_veth, b.host_veth);
+    }
+
+    #[test]
+    fn recover_cleans_the_dead_and_rebuilds_bridges_and_rules() {
+        let f = fixture();
+        let none = AttachOptions::default();
+        let dead = f.store.attach("n", "dead", f.netns.as_fd(), &none).unwrap();
+        f.store.attach("n", "live", f.netns.as_fd(), &none).unwrap();
+        f.kernel.take_calls();
+        let cleaned = f.store.recover(&|id| id == "live").unwrap();
+        assert_eq!(cleaned, vec!["dead".to_owned()]);
+        let calls = f.kernel.take_calls();
+        assert!(
+            calls.contains(&format!("delete_link {}", dead.host_veth)),
+            "{calls:?}"
+        );
+        assert!(
+            calls.iter().any(|c| c.starts_with("ensure_bridge")),
+            "{calls:?}"
+        );
+        assert!(calls.last().unwrap().starts_with("commit_nft"), "{calls:?}");
+        let left: Vec<String> = f
+            .store
+            .inspect("n")
+            .unwrap()
+            .attachments
+            .into_iter()
+            .map(|a| a.container_id)
+            .collect();
+        assert_eq!(left, vec!["live"]);
+    }
+
+    #[test]
+    fn a_network_whose_bridge_fails_is_not_recorded() {
+        let f = fixture();
+        f.kernel.fail_on(Some("ensure_bridge"));
+        let req = NetworkCreate {
+            name: "m".into(),
+            bridge: Some("brm".into()),
+            ..NetworkCreate::default()
+        };
+        assert!(f.store.create_network(&req).is_err());
+        assert!(
+            f.kernel
+                .take_calls()
+                .contains(&"delete_link brm".to_owned())
+        );
+        assert!(matches!(f.store.inspect("m"), Err(NetError::NotFound(_))));
+    }
 }

@@ -103,16 +103,21 @@ impl NetStore {
         record::remove_file(&stamp_file)?;
         self.closing.trim();
         let what = format!("sync table `{table}`");
-        let sock = match nft::commit(nft::sync_batch(table, &ruleset), &what) {
+        let sock = match self
+            .kernel
+            .commit_nft(nft::sync_batch(table, &ruleset), &what)
+        {
             Ok(sock) => sock,
             // A table of another layout (an older berth) cannot be refilled in place:
             // replace it whole, paying the hook unregistration once.
-            Err(_) => nft::commit(
+            Err(_) => self.kernel.commit_nft(
                 nft::replace_batch(table, &ruleset),
                 &format!("replace table `{table}`"),
             )?,
         };
-        self.closing.park(sock);
+        if let Some(sock) = sock {
+            self.closing.park(sock);
+        }
         std::fs::write(&stamp_file, stamp).map_err(|source| record::RecordError::Io {
             path: stamp_file,
             source,
@@ -125,7 +130,8 @@ impl NetStore {
         let _lock = self.lock()?;
         let table = &self.config.nft_table;
         record::remove_file(&self.layout.firewall_stamp(table))?;
-        nft::commit(nft::delete_batch(table), &format!("delete table `{table}`"))?;
+        let what = format!("delete table `{table}`");
+        self.kernel.commit_nft(nft::delete_batch(table), &what)?;
         Ok(())
     }
 }

@@ -18,6 +18,7 @@ pub mod dns;
 pub mod etc;
 mod firewall;
 mod ipam;
+mod kernel;
 mod netlink;
 mod netns;
 mod nft;

@@ -14,12 +14,12 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::firewall::{DeferredClose, SyncMode};
 use crate::ipam::{self, IpamError};
+use crate::kernel::{Kernel, LinuxKernel};
 use crate::netlink::NetlinkError;
 use crate::netns::NetnsError;
 use crate::record::{
     self, Attachment, Durability, Layout, Network, PortMapping, Protocol, RecordError,
 };
-use crate::rtnl::Rtnl;
 use crate::subnet::Subnet;
 
 /// Errors of network and attachment operations.
@@ -177,6 +177,7 @@ pub struct NetStore {
     pub(crate) layout: Layout,
     pub(crate) config: NetConfig,
     pub(crate) closing: Arc<DeferredClose>,
+    pub(crate) kernel: Arc<dyn Kernel>,
 }
 
 /// Checks that `name` is safe as a file name and readable as a DNS label-ish name.
@@ -206,14 +207,6 @@ fn random_id() -> Result<String, NetError> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// Writes `value` to a /proc/sys file.
-pub(crate) fn write_sysctl(path: &str, value: &str) -> Result<(), NetError> {
-    std::fs::write(path, value).map_err(|source| NetError::Sysctl {
-        path: PathBuf::from(path),
-        source,
-    })
-}
-
 impl NetStore {
     /// Opens (creating if needed) the store with default names: network records under
     /// `state_dir` (e.g. `/var/lib/berth/net`), leases and the lock under `run_dir`
@@ -234,7 +227,16 @@ impl NetStore {
             layout,
             config,
             closing: Arc::default(),
+            kernel: Arc::new(LinuxKernel),
         })
+    }
+
+    /// A store over another kernel implementation (the recording fake in unit tests).
+    #[cfg(test)]
+    pub(crate) fn with_kernel(state: &Path, run: &Path, kernel: Arc<dyn Kernel>) -> Self {
+        let mut store = Self::open_with(state, run, NetConfig::default()).expect("open store");
+        store.kernel = kernel;
+        store
     }
 
     /// Takes the store's exclusive lock; every mutation runs under it.
@@ -368,7 +370,7 @@ impl NetStore {
     /// Subnets a new network must not overlap: other networks and the host's routes.
     fn taken_subnets(&self) -> Result<Vec<Subnet>, NetError> {
         let mut taken: Vec<Subnet> = self.list()?.iter().map(|n| n.subnet).collect();
-        let routes = Rtnl::open()?.routes()?;
+        let routes = self.kernel.routes()?;
         for r in routes {
             if r.dst.prefix() > 0 && !taken.contains(&r.dst) {
                 taken.push(r.dst);
@@ -396,7 +398,7 @@ impl NetStore {
     }
 
     fn delete_network_locked(&self, network: &Network) -> Result<(), NetError> {
-        Rtnl::open()?.delete_link(&network.bridge)?;
+        self.kernel.delete_link(&network.bridge)?;
         record::remove_file(&self.layout.network_file(&network.name))?;
         let _ = std::fs::remove_dir(self.layout.endpoints_dir(&network.name));
         self.sync_firewall(SyncMode::IfChanged)
@@ -422,16 +424,7 @@ impl NetStore {
     /// Creates the network's bridge if missing, with its address, up, and the sysctls
     /// that forwarding and loopback publishing need. Returns the bridge's index.
     pub(crate) fn ensure_bridge(&self, network: &Network) -> Result<u32, NetError> {
-        let mut rtnl = Rtnl::open()?;
-        let index = rtnl.ensure_bridge(&network.bridge, ipam::mac_for(network.gateway))?;
-        rtnl.add_address(index, network.gateway, network.subnet.prefix())?;
-        // Packets DNATed from 127.0.0.1 must be routable out of the bridge.
-        let localnet = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", network.bridge);
-        write_sysctl(&localnet, "1")?;
-        if !network.internal {
-            write_sysctl("/proc/sys/net/ipv4/ip_forward", "1")?;
-        }
-        Ok(index)
+        self.kernel.ensure_bridge(network)
     }
 
     /// Fails if one of `ports` collides with a port published by any attachment (also
