@@ -48,6 +48,31 @@ fn retry_in_ns(ns: &str, args: &[&str]) -> Result<String> {
     bail!("{args:?} never succeeded: {last:?}")
 }
 
+/// `busybox httpd` serving `docroot` on port 80 inside `ns`.
+fn start_httpd(ns: &ContainerNs, docroot: &std::path::Path) -> Result<Reaped> {
+    let child = Command::new("nsenter")
+        .arg(format!("--net={}", ns.path()))
+        .args(["busybox", "httpd", "-f", "-p", "80", "-h"])
+        .arg(docroot)
+        .spawn()
+        .context("spawn busybox httpd")?;
+    Ok(Reaped(child))
+}
+
+/// The library's responder on a thread of the calling thread's namespace.
+fn start_responder(
+    config: &DnsConfig,
+) -> Result<(
+    StopOnDrop,
+    std::thread::JoinHandle<Result<(), berth_net::dns::DnsError>>,
+)> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut server = DnsServer::bind(config)?;
+    let flag = Arc::clone(&stop);
+    let handle = std::thread::spawn(move || server.serve(&flag));
+    Ok((StopOnDrop(stop), handle))
+}
+
 #[test]
 fn busybox_httpd_ping_nslookup_and_wget_across_containers() {
     if !require_root() {
@@ -91,25 +116,14 @@ fn busybox_httpd_ping_nslookup_and_wget_across_containers() {
 
         let docroot = tempfile::tempdir()?;
         std::fs::write(docroot.path().join("index.html"), "hello from web\n")?;
-        let httpd = Command::new("nsenter")
-            .arg(format!("--net={}", web.path()))
-            .args(["busybox", "httpd", "-f", "-p", "80", "-h"])
-            .arg(docroot.path())
-            .spawn()
-            .context("spawn busybox httpd")?;
-        let _httpd = Reaped(httpd);
-
-        let stop = Arc::new(AtomicBool::new(false));
+        let _httpd = start_httpd(&web, docroot.path())?;
         let config = DnsConfig {
             listen: SocketAddr::from((n.gateway, 53)),
             run_dir: t.dir.path().join("run"),
             network: "site".into(),
             upstreams: vec![],
         };
-        let mut server = DnsServer::bind(&config)?;
-        let flag = Arc::clone(&stop);
-        let responder = std::thread::spawn(move || server.serve(&flag));
-        let _stop = StopOnDrop(stop);
+        let (stop, responder) = start_responder(&config)?;
 
         // The host fetches the page through the published port on loopback.
         let host = ns_path_of_thread();
@@ -136,7 +150,7 @@ fn busybox_httpd_ping_nslookup_and_wget_across_containers() {
             "hello from web\n"
         );
 
-        drop(_stop);
+        drop(stop);
         responder.join().expect("responder thread")?;
         Ok(())
     });
