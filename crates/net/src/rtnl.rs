@@ -83,29 +83,17 @@ impl Rtnl {
         let mut m = MsgBuilder::new(RTM_GETLINK, 0).header(&ifinfomsg(0, 0, 0));
         m.attr_str(IFLA_IFNAME, name);
         let what = format!("get link `{name}`");
-        let seq = self.sock.next_seq();
-        self.sock
-            .send_raw(&m.finish(seq, crate::netlink::NLM_F_REQUEST))?;
-        loop {
-            for answer in self.sock.recv_messages(&what)? {
-                if answer.seq != seq {
-                    continue;
-                }
-                if answer.kind == crate::netlink::NLMSG_ERROR {
-                    return match crate::netlink::check_ack(&answer.payload, &what) {
-                        Err(e) if e.errno() == Some(Errno::ENODEV) => Ok(None),
-                        Err(e) => Err(e),
-                        Ok(()) => Ok(None),
-                    };
-                }
-                let index = answer
-                    .payload
-                    .get(4..8)
-                    .and_then(parse_u32)
-                    .ok_or(NetlinkError::Malformed { what: what.clone() })?;
-                return Ok(Some(index));
-            }
-        }
+        let payload = match self.sock.get(m, &what) {
+            Ok(p) => p,
+            Err(e) if e.errno() == Some(Errno::ENODEV) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        // ifinfomsg: family, pad, type (2), then the index.
+        payload
+            .get(4..8)
+            .and_then(parse_u32)
+            .map(Some)
+            .ok_or(NetlinkError::Malformed { what })
     }
 
     /// The names of every link in this namespace.

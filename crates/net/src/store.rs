@@ -1,5 +1,6 @@
-//! `NetStore`: the network records under a state dir, serialised by one `flock`, and the
-//! kernel objects that follow from them (bridges, berth's nftables table).
+//! `NetStore`: network records (state dir) and leases (run dir), serialised by one
+//! `flock`, and the kernel objects that follow from them (bridges, berth's nftables
+//! table) through the [`Kernel`] trait.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};

@@ -155,6 +155,27 @@ impl Socket {
         }
     }
 
+    /// Sends a request that has one answer (e.g. a get) and returns the answer's payload.
+    pub(crate) fn get(&mut self, msg: MsgBuilder, what: &str) -> Result<Vec<u8>, NetlinkError> {
+        let seq = self.next_seq();
+        self.send_raw(&msg.finish(seq, NLM_F_REQUEST))?;
+        loop {
+            for answer in self.recv_messages(what)? {
+                if answer.seq != seq {
+                    continue;
+                }
+                if answer.kind == NLMSG_ERROR {
+                    // An acknowledgement without data is not an answer either.
+                    check_ack(&answer.payload, what)?;
+                    return Err(NetlinkError::Malformed {
+                        what: what.to_owned(),
+                    });
+                }
+                return Ok(answer.payload);
+            }
+        }
+    }
+
     /// Sends a dump request and collects the payloads of every answer until `NLMSG_DONE`.
     pub(crate) fn dump(
         &mut self,
