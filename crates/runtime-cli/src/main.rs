@@ -155,6 +155,12 @@ pub(crate) enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Exec(_)) && !berth_runtime::sealed::is_sealed() {
+        // exec enters a live container: run from a sealed copy of ourselves first.
+        let e = berth_runtime::sealed::reexec_sealed();
+        eprintln!("berth-runtime: re-exec from a sealed copy: {e}");
+        return ExitCode::from(1);
+    }
     let logger = log::Logger::new(cli.log.as_deref(), cli.log_format, cli.debug);
     if cli.systemd_cgroup {
         logger.error("--systemd-cgroup: systemd is not supported; berth-runtime manages cgroupfs directly (drop the flag, or set the caller's cgroup manager to cgroupfs)");

@@ -118,6 +118,9 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Contain
     }
     let fifo = dir.join(state::FIFO);
     sys::mkfifo(&fifo, 0o600).map_err(io_err(format!("mkfifo `{}`", fifo.display())))?;
+    // Writable by the container's user, whoever it is (the umask trimmed mkfifo's mode).
+    std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o622))
+        .map_err(io_err(format!("chmod `{}`", fifo.display())))?;
     if let Some((uid, gid)) = linux.and_then(namespace::host_root_ids) {
         // The init, root of its own user namespace, must be able to open the fifo.
         std::os::unix::fs::chown(&fifo, Some(uid), Some(gid))
@@ -138,7 +141,14 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Contain
         user_ns,
         cgroup_mounts: cgroup.container_mounts(),
     };
-    let (pid, console) = spawn(&ctx, &cgroup, linux, &mut guard)?;
+    let env = ChildEnv {
+        id: &opts.id,
+        bundle: &plan.bundle,
+        annotations: plan.spec.annotations().clone().unwrap_or_default(),
+        hooks: plan.spec.hooks().as_ref(),
+        seccomp: linux.and_then(|l| l.seccomp().as_ref()),
+    };
+    let (pid, console) = spawn(&ctx, &cgroup, linux, &mut guard, &env)?;
     if let Some(adj) = proc.oom_score_adj() {
         write_oom_score_adj(pid, adj)?;
     }
@@ -200,6 +210,7 @@ fn spawn(
     cgroup: &Cgroup,
     linux: Option<&oci_spec::runtime::Linux>,
     guard: &mut CreateGuard<'_>,
+    env: &ChildEnv<'_>,
 ) -> Result<(i32, Option<OwnedFd>), ContainerError> {
     let (parent, child) = sync::pair().map_err(io_err("socketpair"))?;
     let stage1 = match sys::fork().map_err(io_err("fork"))? {
@@ -215,20 +226,74 @@ fn spawn(
     let _ = sys::waitpid(stage1, 0);
     let init_pid = result?;
     guard.pid = Some(init_pid);
-    let (msg, fd) = parent.recv("ready")?;
-    let console = if msg == Msg::Console {
-        parent.wait_for(&Msg::Ready, "ready")?;
-        fd
-    } else if msg == Msg::Ready {
-        None
-    } else {
-        return Err(SyncError::Unexpected {
-            expected: "ready",
-            got: format!("{msg:?}"),
-        }
-        .into());
-    };
+    let console = serve_child(&parent, init_pid, env)?;
     Ok((init_pid, console))
+}
+
+/// What the runtime needs to answer a child's requests: hooks and the state they see.
+pub(crate) struct ChildEnv<'a> {
+    pub id: &'a str,
+    pub bundle: &'a Path,
+    pub annotations: std::collections::HashMap<String, String>,
+    pub hooks: Option<&'a oci_spec::runtime::Hooks>,
+    pub seccomp: Option<&'a oci_spec::runtime::LinuxSeccomp>,
+}
+
+impl ChildEnv<'_> {
+    fn state(&self, pid: i32, status: &str) -> serde_json::Value {
+        serde_json::json!({
+            "ociVersion": "1.2.0",
+            "id": self.id,
+            "status": status,
+            "pid": pid,
+            "bundle": self.bundle,
+            "annotations": self.annotations,
+        })
+    }
+}
+
+/// Answers the init (or exec'd process) until it is `Ready`: runs prestart and
+/// createRuntime hooks, hands a seccomp listener to its agent, keeps the pty master.
+pub(crate) fn serve_child(
+    chan: &Channel,
+    pid: i32,
+    env: &ChildEnv<'_>,
+) -> Result<Option<OwnedFd>, ContainerError> {
+    let mut console = None;
+    loop {
+        let (msg, fd) = chan.recv("ready")?;
+        match msg {
+            Msg::Ready => return Ok(console),
+            Msg::Console => console = fd,
+            Msg::Hooks => {
+                let state = env.state(pid, "creating").to_string();
+                if let Some(h) = env.hooks {
+                    hooks::run_all("prestart", h.prestart().as_ref(), state.as_bytes())?;
+                    hooks::run_all("createRuntime", h.create_runtime().as_ref(), state.as_bytes())?;
+                }
+                chan.send(&Msg::HooksDone(state))?;
+            }
+            Msg::SeccompListener => {
+                let (Some(fd), Some(sc)) = (fd, env.seccomp) else { continue };
+                let Some(path) = sc.listener_path() else { continue };
+                let body = serde_json::json!({
+                    "ociVersion": "1.2.0",
+                    "fds": ["seccompFd"],
+                    "pid": pid,
+                    "metadata": sc.listener_metadata().clone().unwrap_or_default(),
+                    "state": env.state(pid, "creating"),
+                });
+                berth_seccomp::send_listener(path, fd.as_fd(), body.to_string().as_bytes())?;
+            }
+            other => {
+                return Err(SyncError::Unexpected {
+                    expected: "ready",
+                    got: format!("{other:?}"),
+                }
+                .into());
+            }
+        }
+    }
 }
 
 fn drive_stage1(
@@ -336,7 +401,7 @@ pub fn start(root: &StateRoot, id: &str) -> Result<(), ContainerError> {
     }
     let _ = std::fs::remove_file(&fifo);
     if let Some(h) = saved.hooks.as_ref() {
-        hooks::run_poststart(h, &state_json(root, &saved))?;
+        hooks::run_poststart(h, &state_json(root, &saved));
     }
     Ok(())
 }

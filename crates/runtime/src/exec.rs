@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use oci_spec::runtime::Process;
 
-use crate::container::ContainerError;
+use crate::container::{ChildEnv, ContainerError, serve_child};
 use crate::init::{self, InitCtx};
 use crate::namespace::NsPlan;
 use crate::process;
@@ -99,13 +99,14 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<Execed, Co
     })();
     let _ = sys::waitpid(stage1, 0);
     let pid = result?;
-    let (msg, fd) = parent.recv("ready")?;
-    let master = if msg == Msg::Console {
-        parent.wait_for(&Msg::Ready, "ready")?;
-        fd
-    } else {
-        None
+    let env = ChildEnv {
+        id,
+        bundle: &saved.bundle,
+        annotations: saved.annotations.clone(),
+        hooks: None,
+        seccomp: plan.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()),
     };
+    let master = serve_child(&parent, pid, &env)?;
     let master = match (&opts.console_socket, master) {
         (Some(path), Some(m)) => {
             console::send_to_socket(path, std::os::fd::AsFd::as_fd(&m))?;

@@ -88,9 +88,14 @@ pub(crate) fn run_all(kind: &'static str, hooks: Option<&Vec<Hook>>, state: &[u8
     Ok(())
 }
 
-/// poststart: after the program started; a failure is reported but the container runs on.
-pub(crate) fn run_poststart(h: &Hooks, state: &[u8]) -> Result<(), HookError> {
-    run_all("poststart", h.poststart().as_ref(), state)
+/// poststart: after the program started; a failure is only warned about, per the
+/// runtime spec, and the container runs on.
+pub(crate) fn run_poststart(h: &Hooks, state: &[u8]) {
+    for hook in h.poststart().iter().flatten() {
+        if let Err(e) = run_one("poststart", hook, state) {
+            eprintln!("warning: {e}");
+        }
+    }
 }
 
 /// poststop: after delete; failures are only warned about, per the runtime spec.

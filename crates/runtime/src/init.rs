@@ -52,6 +52,9 @@ fn run_stage(chan: &Channel, f: impl FnOnce() -> Result<(), String>) -> ! {
 pub(crate) fn stage1(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
     run_stage(chan, || {
         reset_signals();
+        // Not dumpable: processes already in the container (exec, joined namespaces) may
+        // not open our /proc/PID/exe, mem or fds while we run inside (CVE-2019-5736).
+        sys::prctl(libc::PR_SET_DUMPABLE, 0).map_err(|e| format!("set non-dumpable: {e}"))?;
         // Joined namespaces first (user first among them), while we still hold host
         // privileges to enter them.
         ctx.ns.join_all().map_err(|e| e.to_string())?;
@@ -116,6 +119,9 @@ fn container_init(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
             return Err("a new mount namespace is required (add {\"type\":\"mount\"} to linux.namespaces)".into());
         }
         rootfs::prepare(ctx.spec, ctx.rootfs, ctx.user_ns, &ctx.cgroup_mounts).map_err(|e| e.to_string())?;
+        // prestart and createRuntime run in the runtime; createContainer here, in the
+        // container's namespaces but before pivot_root, so its path is the host's.
+        let state = run_creation_hooks(ctx, chan)?;
         set_names(ctx.spec)?;
         rootfs::enter(ctx.rootfs, ctx.no_pivot).map_err(|e| e.to_string())?;
         rootfs::write_sysctls(ctx.spec).map_err(|e| e.to_string())?;
@@ -125,15 +131,16 @@ fn container_init(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
             chan.send_with_fd(&Msg::Console, Some(m.as_fd())).map_err(|e| e.to_string())?;
         }
         drop(master);
-        process::enter_cwd(ctx.prepared).map_err(|e| e.to_string())?;
-        check_cwd_inside_root(&ctx.prepared.cwd)?;
-        let exe = process::find_executable(ctx.prepared).map_err(|e| e.to_string())?;
+        let exe = prepare_process(ctx, chan)?;
         chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
         // The runtime that created us may be gone: the container's stderr is the only
         // place left to report a failure.
         let after_ready = wait_for_start(&fifo).and_then(|()| {
             drop(fifo);
-            finalize_and_exec(ctx, &exe)
+            if let Some(state) = &state {
+                run_hooks_here("startContainer", ctx.spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), state)?;
+            }
+            exec_now(ctx, &exe)
         });
         if let Err(why) = &after_ready {
             eprintln!("berth-runtime: container init: {why}");
@@ -150,14 +157,30 @@ fn exec_init(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
             chan.send_with_fd(&Msg::Console, Some(m.as_fd())).map_err(|e| e.to_string())?;
         }
         drop(master);
-        process::enter_cwd(ctx.prepared).map_err(|e| e.to_string())?;
-        check_cwd_inside_root(&ctx.prepared.cwd)?;
-        let exe = process::find_executable(ctx.prepared).map_err(|e| e.to_string())?;
+        let exe = prepare_process(ctx, chan)?;
         chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
-        finalize_and_exec(ctx, &exe)
+        exec_now(ctx, &exe)
     })
 }
 
+/// Asks the runtime to run prestart/createRuntime hooks, then runs createContainer hooks.
+/// Returns the state JSON for later hooks, or None when the config has no hooks.
+fn run_creation_hooks(ctx: &InitCtx<'_>, chan: &Channel) -> Result<Option<String>, String> {
+    let Some(hooks) = ctx.spec.hooks().as_ref() else {
+        return Ok(None);
+    };
+    chan.send(&Msg::Hooks).map_err(|e| e.to_string())?;
+    let state = match chan.recv("hooks done").map_err(|e| e.to_string())? {
+        (Msg::HooksDone(state), _) => state,
+        (other, _) => return Err(format!("expected hooks done, got {other:?}")),
+    };
+    run_hooks_here("createContainer", hooks.create_container().as_ref(), &state)?;
+    Ok(Some(state))
+}
+
+fn run_hooks_here(kind: &'static str, hooks: Option<&Vec<oci_spec::runtime::Hook>>, state: &str) -> Result<(), String> {
+    crate::hooks::run_all(kind, hooks, state.as_bytes()).map_err(|e| e.to_string())
+}
 fn set_names(spec: &Spec) -> Result<(), String> {
     if let Some(h) = spec.hostname() {
         sys::sethostname(h).map_err(|e| format!("set hostname `{h}`: {e}"))?;
@@ -194,31 +217,38 @@ fn wait_for_start(fifo: &OwnedFd) -> Result<(), String> {
     std::io::Write::write_all(&mut f, b"0").map_err(|e| format!("write exec fifo: {e}"))
 }
 
-/// The last steps before execve, in the order the kernel's rules require.
-fn finalize_and_exec(ctx: &InitCtx<'_>, exe: &std::ffi::CString) -> Result<(), String> {
+/// Everything before execve that can fail, done while the runtime still listens: cwd,
+/// the executable, scheduler, rlimits, seccomp, user and capabilities. A seccomp listener
+/// goes to the runtime, which hands it to `listenerPath` from the host's side.
+fn prepare_process(ctx: &InitCtx<'_>, chan: &Channel) -> Result<std::ffi::CString, String> {
     let p = ctx.prepared;
-    let proc = ctx.spec.process().as_ref();
-    if let Some(proc) = proc {
+    process::enter_cwd(p).map_err(|e| e.to_string())?;
+    check_cwd_inside_root(&p.cwd)?;
+    let exe = process::find_executable(p).map_err(|e| e.to_string())?;
+    if let Some(proc) = ctx.spec.process().as_ref() {
         process::apply_sched(proc).map_err(|e| e.to_string())?;
     }
     process::apply_rlimits(p).map_err(|e| e.to_string())?;
     // Without no_new_privs the filter must go in while we still hold CAP_SYS_ADMIN.
     let early_seccomp = !p.no_new_privs;
     if early_seccomp {
-        install_seccomp(ctx)?;
+        install_seccomp(ctx, chan)?;
     }
     process::apply_user_and_caps(p, setgroups_allowed(ctx)).map_err(|e| e.to_string())?;
     process::apply_no_new_privs(p).map_err(|e| e.to_string())?;
     if !early_seccomp {
-        install_seccomp(ctx)?;
+        install_seccomp(ctx, chan)?;
     }
-    // Only stdio and the fds the caller asked to preserve survive exec (CVE-2024-21626).
+    Ok(exe)
+}
+
+/// Only stdio and the fds the caller asked to preserve survive exec (CVE-2024-21626).
+fn exec_now(ctx: &InitCtx<'_>, exe: &std::ffi::CString) -> Result<(), String> {
     sys::cloexec_from(3 + ctx.preserve_fds).map_err(|e| format!("close fds: {e}"))?;
     for fd in 3..3 + ctx.preserve_fds {
         let _ = sys::clear_cloexec(fd as i32);
     }
-    let err = process::exec(p, exe);
-    Err(err.to_string())
+    Err(process::exec(ctx.prepared, exe).to_string())
 }
 
 fn setgroups_allowed(ctx: &InitCtx<'_>) -> bool {
@@ -228,36 +258,28 @@ fn setgroups_allowed(ctx: &InitCtx<'_>) -> bool {
     std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() == "allow")
 }
 
-fn install_seccomp(ctx: &InitCtx<'_>) -> Result<(), String> {
+fn install_seccomp(ctx: &InitCtx<'_>, chan: &Channel) -> Result<(), String> {
     let Some(filter) = ctx.seccomp else {
         return Ok(());
     };
-    let listener = filter.install().map_err(|e| format!("install seccomp filter: {e}"))?;
-    if let (Some(fd), Some(path)) = (
-        listener,
-        ctx.spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.seccomp().as_ref())
-            .and_then(|s| s.listener_path().clone()),
-    ) {
-        let metadata = ctx
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.seccomp().as_ref())
-            .and_then(|s| s.listener_metadata().clone())
-            .unwrap_or_default();
-        let state = serde_json::json!({
-            "ociVersion": "1.2.0",
-            "fds": ["seccompFd"],
-            "pid": std::process::id(),
-            "metadata": metadata,
-            "state": { "ociVersion": "1.2.0", "status": "creating", "pid": std::process::id() },
-        });
-        let body = serde_json::to_vec(&state).map_err(|e| e.to_string())?;
-        berth_seccomp::send_listener(&path, fd.as_fd(), &body)
-            .map_err(|e| format!("send seccomp listener to `{}`: {e}", path.display()))?;
+    let listener = filter.install().map_err(|e| format!("install seccomp filter: {}", error_chain(&e)))?;
+    if let Some(fd) = listener {
+        chan.send_with_fd(&Msg::SeccompListener, Some(fd.as_fd())).map_err(|e| e.to_string())?;
     }
     Ok(())
+}
+
+/// An error and its sources on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !out.contains(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        cur = c.source();
+    }
+    out
 }

@@ -23,6 +23,7 @@ mod mount;
 mod namespace;
 mod process;
 mod rootfs;
+pub mod sealed;
 pub mod signal;
 pub mod spec;
 pub mod state;

@@ -20,6 +20,12 @@ pub(crate) enum Msg {
     InitPid(i32),
     /// init → runtime: the pty master travels with this message.
     Console,
+    /// init → runtime: the seccomp notify listener travels with this message.
+    SeccompListener,
+    /// init → runtime: namespaces and mounts are ready; run prestart/createRuntime hooks.
+    Hooks,
+    /// runtime → init: hooks done; the state JSON for the init's own hooks.
+    HooksDone(String),
     /// init → runtime: set up and waiting for `start` (or, for exec, about to exec).
     Ready,
     /// child → runtime: a step failed; the child exits after sending this.
