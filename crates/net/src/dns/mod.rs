@@ -76,6 +76,8 @@ pub fn upstreams_from_resolv_conf(text: &str) -> Vec<SocketAddr> {
 #[derive(Debug)]
 struct NameTable {
     dir: PathBuf,
+    /// `.<network>`, lowercase: `web.mynet` names `web` too, as with Docker.
+    suffix: String,
     stamp: Option<SystemTime>,
     names: HashMap<String, Vec<Ipv4Addr>>,
     members: HashSet<Ipv4Addr>,
@@ -85,6 +87,7 @@ impl NameTable {
     fn new(run_dir: &Path, network: &str) -> Self {
         Self {
             dir: Layout::endpoints_dir_in(run_dir, network),
+            suffix: format!(".{}", network.to_ascii_lowercase()),
             stamp: None,
             names: HashMap::new(),
             members: HashSet::new(),
@@ -114,7 +117,11 @@ impl NameTable {
     }
 
     fn lookup(&self, name: &str) -> Option<&[Ipv4Addr]> {
-        self.names.get(name).map(Vec::as_slice)
+        let short = name.strip_suffix(self.suffix.as_str()).unwrap_or(name);
+        self.names
+            .get(name)
+            .or_else(|| self.names.get(short))
+            .map(Vec::as_slice)
     }
 }
 
@@ -348,11 +355,13 @@ mod tests {
         let lease = layout.endpoint_file("n", "cli");
         record::write_json(&lease, &me, record::Durability::Atomic).unwrap();
 
-        server
-            .handle(&build_query(5, "web", TYPE_A), client_addr)
-            .unwrap();
-        let n = client.recv(&mut buf).unwrap();
-        assert_eq!(&buf[n - 4..n], &[10, 0, 0, 2]);
+        for (id, name) in [(5, "web"), (7, "WEB.n")] {
+            server
+                .handle(&build_query(id, name, TYPE_A), client_addr)
+                .unwrap();
+            let n = client.recv(&mut buf).unwrap();
+            assert_eq!(&buf[n - 4..n], &[10, 0, 0, 2], "{name}");
+        }
 
         let query = build_query(6, "elsewhere.example", TYPE_A);
         server.handle(&query, client_addr).unwrap();
