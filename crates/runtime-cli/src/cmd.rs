@@ -25,9 +25,16 @@ pub(crate) fn dispatch(cli: &Cli) -> Result<i32> {
             container::start(&root, id)?;
             Ok(0)
         }
-        Command::Run { create, detach, keep } => run(&root, create, *detach, *keep),
+        Command::Run {
+            create,
+            detach,
+            keep,
+        } => run(&root, create, *detach, *keep),
         Command::State { id } => {
-            println!("{}", serde_json::to_string_pretty(&container::state(&root, id)?)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&container::state(&root, id)?)?
+            );
             Ok(0)
         }
         Command::Kill { id, signal, all } => {
@@ -38,7 +45,11 @@ pub(crate) fn dispatch(cli: &Cli) -> Result<i32> {
             container::delete(&root, id, *force)?;
             Ok(0)
         }
-        Command::Ps { id, format, ps_args } => ps(&root, id, *format, ps_args),
+        Command::Ps {
+            id,
+            format,
+            ps_args,
+        } => ps(&root, id, *format, ps_args),
         Command::List { format, quiet } => list(&root, *format, *quiet),
         Command::Pause { id } => {
             container::pause(&root, id)?;
@@ -48,7 +59,11 @@ pub(crate) fn dispatch(cli: &Cli) -> Result<i32> {
             container::resume(&root, id)?;
             Ok(0)
         }
-        Command::Events { id, stats, interval } => events(&root, id, *stats, interval),
+        Command::Events {
+            id,
+            stats,
+            interval,
+        } => events(&root, id, *stats, interval),
         Command::Update(a) => {
             let r = a.resources()?;
             container::update(&root, &a.id, &r)?;
@@ -56,7 +71,10 @@ pub(crate) fn dispatch(cli: &Cli) -> Result<i32> {
         }
         Command::Spec { bundle } => spec(bundle, cli.rootless.as_deref() == Some("true")),
         Command::Features => {
-            println!("{}", serde_json::to_string_pretty(&berth_runtime::defaults::features())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&berth_runtime::defaults::features())?
+            );
             Ok(0)
         }
         Command::Exec(a) => exec_cmd(&root, a),
@@ -128,7 +146,10 @@ fn list(root: &StateRoot, format: Format, quiet: bool) -> Result<i32> {
     match format {
         Format::Json => println!("{}", serde_json::to_string(&all)?),
         Format::Table => {
-            println!("{:<12} {:<8} {:<10} {:<40} {:<31} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+            println!(
+                "{:<12} {:<8} {:<10} {:<40} {:<31} OWNER",
+                "ID", "PID", "STATUS", "BUNDLE", "CREATED"
+            );
             for s in &all {
                 println!(
                     "{:<12} {:<8} {:<10} {:<40} {:<31} {}",
@@ -152,7 +173,11 @@ fn ps(root: &StateRoot, id: &str, format: Format, args: &[String]) -> Result<i32
         println!("{}", serde_json::to_string(&pids)?);
         return Ok(0);
     }
-    let args: Vec<String> = if args.is_empty() { vec!["-ef".into()] } else { args.to_vec() };
+    let args: Vec<String> = if args.is_empty() {
+        vec!["-ef".into()]
+    } else {
+        args.to_vec()
+    };
     let out = std::process::Command::new("ps")
         .args(&args)
         .output()
@@ -166,7 +191,10 @@ fn ps(root: &StateRoot, id: &str, format: Format, args: &[String]) -> Result<i32
         .context("ps output has no PID column")?;
     println!("{header}");
     for line in lines {
-        let pid: Option<i32> = line.split_whitespace().nth(col).and_then(|p| p.parse().ok());
+        let pid: Option<i32> = line
+            .split_whitespace()
+            .nth(col)
+            .and_then(|p| p.parse().ok());
         if pid.is_some_and(|p| pids.contains(&p)) {
             println!("{line}");
         }
@@ -175,7 +203,10 @@ fn ps(root: &StateRoot, id: &str, format: Format, args: &[String]) -> Result<i32
 }
 
 fn parse_duration(s: &str) -> Result<Duration> {
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
+    let (num, unit) = s.split_at(
+        s.find(|c: char| !c.is_ascii_digit() && c != '.')
+            .unwrap_or(s.len()),
+    );
     let n: f64 = num.parse().with_context(|| format!("bad interval `{s}`"))?;
     let secs = match unit {
         "ms" => n / 1000.0,
@@ -251,7 +282,9 @@ fn parse_bytes(s: &str) -> Result<i64> {
         Some('g') => (&t[..t.len() - 1], 1 << 30),
         _ => (t, 1),
     };
-    let n: i64 = num.parse().with_context(|| format!("bad size `{s}`: use bytes or a k/m/g suffix"))?;
+    let n: i64 = num
+        .parse()
+        .with_context(|| format!("bad size `{s}`: use bytes or a k/m/g suffix"))?;
     Ok(n * mult)
 }
 
@@ -263,7 +296,8 @@ impl UpdateArgs {
                 if p.as_os_str() == "-" {
                     std::io::stdin().read_to_string(&mut text)?;
                 } else {
-                    text = std::fs::read_to_string(p).with_context(|| format!("read `{}`", p.display()))?;
+                    text = std::fs::read_to_string(p)
+                        .with_context(|| format!("read `{}`", p.display()))?;
                 }
                 serde_json::from_str::<serde_json::Value>(&text).context("parse resources JSON")?
             }
@@ -357,8 +391,14 @@ impl ExecArgs {
         if let Some(p) = &self.process {
             let text = std::fs::read(p).with_context(|| format!("read `{}`", p.display()))?;
             let de = &mut serde_json::Deserializer::from_slice(&text);
-            return serde_path_to_error::deserialize(de)
-                .map_err(|e| anyhow::anyhow!("parse `{}`: field `{}`: {}", p.display(), e.path(), e.inner()));
+            return serde_path_to_error::deserialize(de).map_err(|e| {
+                anyhow::anyhow!(
+                    "parse `{}`: field `{}`: {}",
+                    p.display(),
+                    e.path(),
+                    e.inner()
+                )
+            });
         }
         if self.command.is_empty() {
             bail!("exec needs a command or --process FILE");
@@ -377,11 +417,18 @@ impl ExecArgs {
         if let Some(u) = &self.user {
             let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
             let user = p.user_mut();
-            user.set_uid(uid.parse().with_context(|| format!("bad --user `{u}`: use uid[:gid]"))?);
-            user.set_gid(gid.parse().with_context(|| format!("bad --user `{u}`: use uid[:gid]"))?);
+            user.set_uid(
+                uid.parse()
+                    .with_context(|| format!("bad --user `{u}`: use uid[:gid]"))?,
+            );
+            user.set_gid(
+                gid.parse()
+                    .with_context(|| format!("bad --user `{u}`: use uid[:gid]"))?,
+            );
         }
         if !self.additional_gids.is_empty() {
-            p.user_mut().set_additional_gids(Some(self.additional_gids.clone()));
+            p.user_mut()
+                .set_additional_gids(Some(self.additional_gids.clone()));
         }
         if self.no_new_privs {
             p.set_no_new_privileges(Some(true));
@@ -396,9 +443,13 @@ impl ExecArgs {
 fn add_caps(p: &mut Process, caps: &[String]) -> Result<()> {
     let mut c = p.capabilities().clone().unwrap_or_default();
     for name in caps {
-        let full = if name.to_ascii_uppercase().starts_with("CAP_") { name.to_ascii_uppercase() } else { format!("CAP_{}", name.to_ascii_uppercase()) };
-        let cap: oci_spec::runtime::Capability =
-            serde_json::from_value(full.clone().into()).with_context(|| format!("unknown capability `{name}`"))?;
+        let full = if name.to_ascii_uppercase().starts_with("CAP_") {
+            name.to_ascii_uppercase()
+        } else {
+            format!("CAP_{}", name.to_ascii_uppercase())
+        };
+        let cap: oci_spec::runtime::Capability = serde_json::from_value(full.clone().into())
+            .with_context(|| format!("unknown capability `{name}`"))?;
         let add = |s: &Option<oci_spec::runtime::Capabilities>| {
             let mut s = s.clone().unwrap_or_default();
             s.insert(cap);
@@ -430,7 +481,11 @@ fn exec_cmd(root: &StateRoot, a: &ExecArgs) -> Result<i32> {
     let started = exec::exec(root, &a.id, &opts)?;
     match sigfd {
         None => Ok(0),
-        Some(fd) => Ok(foreground::serve(started.pid, &fd, started.console.as_ref())?),
+        Some(fd) => Ok(foreground::serve(
+            started.pid,
+            &fd,
+            started.console.as_ref(),
+        )?),
     }
 }
 

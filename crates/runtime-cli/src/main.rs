@@ -14,7 +14,12 @@ use clap::{Parser, Subcommand, ValueEnum};
 #[command(name = "berth-runtime", version, about)]
 pub(crate) struct Cli {
     /// Directory for container state (must be on tmpfs, as runc's).
-    #[arg(long, global = true, default_value = "/run/berth-runtime", env = "BERTH_RUNTIME_ROOT")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "/run/berth-runtime",
+        env = "BERTH_RUNTIME_ROOT"
+    )]
     root: PathBuf,
     /// Also write errors and debug messages to this file.
     #[arg(long, global = true)]

@@ -8,7 +8,10 @@ fn assert_clean_failure(b: &Bundle, id: &str, args: &[&str], needle: &str) {
     let out = b.rt(args);
     assert!(!out.status.success(), "{args:?} should fail");
     let err = stderr(&out);
-    assert!(err.contains(needle), "{args:?}: error `{err}` does not mention `{needle}`");
+    assert!(
+        err.contains(needle),
+        "{args:?}: error `{err}` does not mention `{needle}`"
+    );
     b.assert_no_leaks(id);
 }
 

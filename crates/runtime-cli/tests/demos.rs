@@ -15,7 +15,10 @@ fn hostname_is_private_to_the_container() {
     b.edit(|c| {
         c["hostname"] = "inside-box".into();
         for set in ["bounding", "effective", "permitted"] {
-            c["process"]["capabilities"][set].as_array_mut().unwrap().push("CAP_SYS_ADMIN".into());
+            c["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push("CAP_SYS_ADMIN".into());
         }
     });
     b.args(&["sh", "-c", "hostname; hostname changed-inside; hostname"]);
@@ -23,7 +26,10 @@ fn hostname_is_private_to_the_container() {
     let id = unique_id("host");
     let out = b.rt_ok(&["run", &id]);
     assert_eq!(out, "inside-box\nchanged-inside\n");
-    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(), host_before);
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(),
+        host_before
+    );
     b.assert_no_leaks(&id);
 }
 
@@ -68,12 +74,26 @@ fn memory_limit_oom_kills_and_the_runtime_reports_it() {
     b.edit(|c| {
         c["linux"]["resources"]["memory"] = json!({"limit": limit, "swap": limit});
     });
-    b.args(&["sh", "-c", "x=$(head -c 7500000 /dev/urandom); echo survived"]);
+    b.args(&[
+        "sh",
+        "-c",
+        "x=$(head -c 7500000 /dev/urandom); echo survived",
+    ]);
     let id = unique_id("oom");
     let out = b.rt(&["run", &id]);
-    assert_eq!(out.status.code(), Some(137), "stdout {} stderr {}", stdout(&out), stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(137),
+        "stdout {} stderr {}",
+        stdout(&out),
+        stderr(&out)
+    );
     assert!(!stdout(&out).contains("survived"));
-    assert!(stderr(&out).contains("OOM"), "runtime did not report the OOM kill: {}", stderr(&out));
+    assert!(
+        stderr(&out).contains("OOM"),
+        "runtime did not report the OOM kill: {}",
+        stderr(&out)
+    );
     b.assert_no_leaks(&id);
 }
 
@@ -84,11 +104,18 @@ fn pids_limit_stops_a_fork_loop() {
     }
     let b = Bundle::new();
     b.edit(|c| c["linux"]["resources"]["pids"] = json!({"limit": 6}));
-    b.args(&["sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 2 & done 2>&1; wait; echo done"]);
+    b.args(&[
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8 9 10; do sleep 2 & done 2>&1; wait; echo done",
+    ]);
     let id = unique_id("pids");
     let out = b.rt(&["run", &id]);
     let all = format!("{}{}", stdout(&out), stderr(&out));
-    assert!(all.contains("can't fork") || all.contains("Resource temporarily unavailable"), "{all}");
+    assert!(
+        all.contains("can't fork") || all.contains("Resource temporarily unavailable"),
+        "{all}"
+    );
     b.assert_no_leaks(&id);
 }
 
@@ -120,7 +147,10 @@ fn after_pivot_root_the_host_root_is_unreachable() {
     let id = unique_id("pivot");
     let out = b.rt_ok(&["run", &id]);
     let lines: Vec<&str> = out.lines().collect();
-    assert!(lines.iter().filter(|l| l.contains("No such file")).count() == 2, "{out}");
+    assert!(
+        lines.iter().filter(|l| l.contains("No such file")).count() == 2,
+        "{out}"
+    );
     assert_eq!(lines[lines.len() - 2], "0", "{out}");
     // The old root is detached: exactly one mount sits at "/".
     assert_eq!(lines[lines.len() - 1], "1", "{out}");
@@ -134,7 +164,10 @@ fn user_namespace_maps_container_root_to_an_unprivileged_host_uid() {
     }
     let b = Bundle::new();
     b.edit(|c| {
-        c["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+        c["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"type": "user"}));
         c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
         c["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
     });
@@ -156,7 +189,10 @@ fn user_namespace_maps_container_root_to_an_unprivileged_host_uid() {
     }
     assert_eq!(host_uid, "100000");
     let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap();
-    assert_eq!(map.split_whitespace().collect::<Vec<_>>(), ["0", "100000", "65536"]);
+    assert_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "100000", "65536"]
+    );
     b.rt_ok(&["delete", "--force", &id]);
     b.assert_no_leaks(&id);
 }
@@ -174,8 +210,14 @@ fn readonly_root_and_masked_paths_hold() {
     let text = stdout(&out);
     let lines: Vec<&str> = text.lines().collect();
     assert!(lines[0].contains("Read-only file system"), "{text}");
-    assert_eq!(lines[1], "1:3", "masked /proc/timer_list must be /dev/null: {text}");
+    assert_eq!(
+        lines[1], "1:3",
+        "masked /proc/timer_list must be /dev/null: {text}"
+    );
     assert_eq!(lines[2], "0", "masked /proc/acpi must be empty: {text}");
-    assert!(lines[3].contains("Read-only file system"), "/proc/sys must be read-only: {text}");
+    assert!(
+        lines[3].contains("Read-only file system"),
+        "/proc/sys must be read-only: {text}"
+    );
     b.assert_no_leaks(&id);
 }

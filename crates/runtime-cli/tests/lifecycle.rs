@@ -36,7 +36,11 @@ fn kill_delivers_signals_by_name_and_number() {
         return;
     }
     let b = Bundle::new();
-    b.args(&["sh", "-c", "trap 'echo got-usr1 > /tmp/sig' USR1; trap 'exit 3' TERM; while true; do sleep 0.05; done"]);
+    b.args(&[
+        "sh",
+        "-c",
+        "trap 'echo got-usr1 > /tmp/sig' USR1; trap 'exit 3' TERM; while true; do sleep 0.05; done",
+    ]);
     let id = unique_id("kill");
     b.rt_ok(&["create", &id]);
     b.rt_ok(&["start", &id]);
@@ -56,7 +60,10 @@ fn kill_delivers_signals_by_name_and_number() {
     b.rt_ok(&["kill", &id, "15"]);
     b.wait_status(&id, "stopped");
     let out = b.rt(&["kill", &id, "KILL"]);
-    assert!(!out.status.success(), "kill of a stopped container must fail");
+    assert!(
+        !out.status.success(),
+        "kill of a stopped container must fail"
+    );
     b.rt_ok(&["delete", &id]);
     b.assert_no_leaks(&id);
 }
@@ -88,7 +95,10 @@ fn pause_stops_the_container_and_resume_continues_it() {
     b.rt_ok(&["resume", &id]);
     assert_eq!(b.status(&id), "running");
     std::thread::sleep(Duration::from_millis(300));
-    assert!(counter(pid) > frozen, "counter did not advance after resume");
+    assert!(
+        counter(pid) > frozen,
+        "counter did not advance after resume"
+    );
     b.rt_ok(&["delete", "--force", &id]);
     b.assert_no_leaks(&id);
 }
@@ -105,7 +115,8 @@ fn update_changes_the_memory_limit_of_a_running_container() {
     b.rt_ok(&["create", &id]);
     b.rt_ok(&["start", &id]);
     let limit = |b: &Bundle| -> i64 {
-        let s: serde_json::Value = serde_json::from_str(&b.rt_ok(&["events", "--stats", &id])).unwrap();
+        let s: serde_json::Value =
+            serde_json::from_str(&b.rt_ok(&["events", "--stats", &id])).unwrap();
         s["data"]["memory"]["usage"]["limit"].as_i64().unwrap()
     };
     assert_eq!(limit(&b), 64 << 20);
@@ -134,12 +145,21 @@ fn ps_and_exec_see_the_containers_processes() {
     assert_eq!(pids, vec![pid]);
     let table = b.rt_ok(&["ps", &id]);
     assert!(table.lines().any(|l| l.contains("sleep 30")), "{table}");
-    let out = b.rt(&["exec", &id, "sh", "-c", "echo $$ $(cat /proc/1/cmdline | tr '\\0' ' '); exit 7"]);
+    let out = b.rt(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "echo $$ $(cat /proc/1/cmdline | tr '\\0' ' '); exit 7",
+    ]);
     assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
     let text = stdout(&out);
     assert!(text.contains("sleep 30"), "{text}");
     let exec_pid: i64 = text.split_whitespace().next().unwrap().parse().unwrap();
-    assert!(exec_pid > 1, "exec'd process must be in the container's pid namespace");
+    assert!(
+        exec_pid > 1,
+        "exec'd process must be in the container's pid namespace"
+    );
     b.rt_ok(&["delete", "--force", &id]);
     b.assert_no_leaks(&id);
 }

@@ -104,10 +104,7 @@ fn mask<'a>(names: impl IntoIterator<Item = &'a String>) -> Result<u64, CapsErro
 }
 
 fn set_to_strings(set: &Option<oci_spec::runtime::Capabilities>) -> Vec<String> {
-    set.iter()
-        .flatten()
-        .map(|c| format!("CAP_{c}"))
-        .collect()
+    set.iter().flatten().map(|c| format!("CAP_{c}")).collect()
 }
 
 /// Folds the OCI capability lists into masks; unknown names are refused.

@@ -14,7 +14,10 @@ use crate::sys;
 #[derive(Debug, thiserror::Error)]
 pub enum ConsoleError {
     #[error("{step}: {source}")]
-    Step { step: &'static str, source: io::Error },
+    Step {
+        step: &'static str,
+        source: io::Error,
+    },
     #[error("send console to `{path}`: {source}")]
     Send { path: PathBuf, source: io::Error },
 }
@@ -37,7 +40,8 @@ pub(crate) fn setup_in_container(size: Option<(u16, u16)>) -> Result<OwnedFd, Co
     }
     // /dev/console is the pty peer, bound from the fd we hold: no path in the container is
     // trusted for it (CVE-2025-52565).
-    let root = sys::open(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0).map_err(step("open /"))?;
+    let root =
+        sys::open(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0).map_err(step("open /"))?;
     if let Ok(console) = create_in_root(root.as_fd(), Path::new("/dev/console"), true) {
         sys::mount(
             Some(fd_path(peer.as_fd()).as_os_str()),

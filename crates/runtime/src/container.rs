@@ -83,7 +83,11 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Contain
     let plan = spec::load_bundle(&opts.bundle)?;
     check_single_threaded()?;
     let linux = plan.spec.linux().as_ref();
-    let proc = plan.spec.process().as_ref().ok_or(SpecError::Missing { field: "process" })?;
+    let proc = plan
+        .spec
+        .process()
+        .as_ref()
+        .ok_or(SpecError::Missing { field: "process" })?;
     let prepared = process::prepare(proc)?;
     let ns = NsPlan::from_linux(linux)?;
     let seccomp = linux
@@ -91,13 +95,18 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Contain
         .map(berth_seccomp::compile)
         .transpose()?;
     let hierarchy = berth_cgroups::detect()?;
-    let cgroups_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
+    let cgroups_path = linux
+        .and_then(|l| l.cgroups_path().as_ref())
+        .map(|p| p.to_string_lossy().into_owned());
     let cgroup = Cgroup::new(&hierarchy, cgroups_path.as_deref(), &opts.id)?;
     let resources = linux.map(effective_resources);
     if let Some(r) = &resources {
         berth_cgroups::validate(r, &hierarchy)?;
     }
-    if proc.terminal().unwrap_or(false) && opts.console_socket.is_none() && !console_allowed_without_socket() {
+    if proc.terminal().unwrap_or(false)
+        && opts.console_socket.is_none()
+        && !console_allowed_without_socket()
+    {
         return Err(ContainerError::Io {
             op: "process.terminal needs --console-socket".into(),
             source: io::Error::from_raw_os_error(libc::EINVAL),
@@ -136,7 +145,9 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Contain
         no_pivot: opts.no_pivot,
         preserve_fds: opts.preserve_fds,
         terminal: proc.terminal().unwrap_or(false),
-        console_size: proc.console_size().map(|b| (clamp_u16(b.height()), clamp_u16(b.width()))),
+        console_size: proc
+            .console_size()
+            .map(|b| (clamp_u16(b.height()), clamp_u16(b.width()))),
         seccomp: seccomp.as_ref(),
         user_ns,
         cgroup_mounts: cgroup.container_mounts(),
@@ -269,13 +280,21 @@ pub(crate) fn serve_child(
                 let state = env.state(pid, "creating").to_string();
                 if let Some(h) = env.hooks {
                     hooks::run_all("prestart", h.prestart().as_ref(), state.as_bytes())?;
-                    hooks::run_all("createRuntime", h.create_runtime().as_ref(), state.as_bytes())?;
+                    hooks::run_all(
+                        "createRuntime",
+                        h.create_runtime().as_ref(),
+                        state.as_bytes(),
+                    )?;
                 }
                 chan.send(&Msg::HooksDone(state))?;
             }
             Msg::SeccompListener => {
-                let (Some(fd), Some(sc)) = (fd, env.seccomp) else { continue };
-                let Some(path) = sc.listener_path() else { continue };
+                let (Some(fd), Some(sc)) = (fd, env.seccomp) else {
+                    continue;
+                };
+                let Some(path) = sc.listener_path() else {
+                    continue;
+                };
                 let body = serde_json::json!({
                     "ociVersion": "1.2.0",
                     "fds": ["seccompFd"],
@@ -386,7 +405,13 @@ pub fn start(root: &StateRoot, id: &str) -> Result<(), ContainerError> {
     let mut buf = [0u8; 1];
     loop {
         // SAFETY: reading one byte into a valid stack buffer from an fd we own.
-        let n = unsafe { libc::read(std::os::fd::AsRawFd::as_raw_fd(&fd), buf.as_mut_ptr().cast(), 1) };
+        let n = unsafe {
+            libc::read(
+                std::os::fd::AsRawFd::as_raw_fd(&fd),
+                buf.as_mut_ptr().cast(),
+                1,
+            )
+        };
         if n == 1 {
             break;
         }
@@ -460,7 +485,8 @@ pub fn kill(root: &StateRoot, id: &str, sig: &str, all: bool) -> Result<(), Cont
         return Ok(());
     }
     let pidfd = sys::pidfd_open(saved.pid).map_err(io_err(format!("open pid {}", saved.pid)))?;
-    sys::pidfd_send_signal(pidfd.as_fd(), signo).map_err(io_err(format!("signal pid {}", saved.pid)))
+    sys::pidfd_send_signal(pidfd.as_fd(), signo)
+        .map_err(io_err(format!("signal pid {}", saved.pid)))
 }
 
 /// `delete`: removes a stopped container; with `force`, kills it first in any state.
@@ -468,7 +494,9 @@ pub fn delete(root: &StateRoot, id: &str, force: bool) -> Result<(), ContainerEr
     let saved = match root.load(id) {
         Ok(s) => s,
         // A directory without state.json is a create that crashed half-way: remove it.
-        Err(StateError::NotFound(_)) if force && root.dir(id).is_dir() && spec::validate_id(id).is_ok() => {
+        Err(StateError::NotFound(_))
+            if force && root.dir(id).is_dir() && spec::validate_id(id).is_ok() =>
+        {
             return Ok(root.remove(id)?);
         }
         Err(e) => return Err(e.into()),

@@ -23,7 +23,10 @@ pub fn default_spec(rootless: bool) -> Spec {
 
 /// The runtime-spec `features` document.
 pub fn features() -> serde_json::Value {
-    let namespaces: Vec<&str> = ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"].to_vec();
+    let namespaces: Vec<&str> = [
+        "cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts",
+    ]
+    .to_vec();
     json!({
         "ociVersionMin": "1.0.0",
         "ociVersionMax": "1.2.0",

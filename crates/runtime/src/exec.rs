@@ -61,10 +61,12 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<Execed, Co
         no_pivot: false,
         preserve_fds: opts.preserve_fds,
         terminal,
-        console_size: opts
-            .process
-            .console_size()
-            .map(|b| (u16::try_from(b.height()).unwrap_or(24), u16::try_from(b.width()).unwrap_or(80))),
+        console_size: opts.process.console_size().map(|b| {
+            (
+                u16::try_from(b.height()).unwrap_or(24),
+                u16::try_from(b.width()).unwrap_or(80),
+            )
+        }),
         seccomp: seccomp.as_ref(),
         user_ns: saved.user_ns,
         cgroup_mounts: Vec::new(),
@@ -104,7 +106,11 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<Execed, Co
         bundle: &saved.bundle,
         annotations: saved.annotations.clone(),
         hooks: None,
-        seccomp: plan.spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()),
+        seccomp: plan
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.seccomp().as_ref()),
     };
     let master = serve_child(&parent, pid, &env)?;
     let master = match (&opts.console_socket, master) {
@@ -120,5 +126,8 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<Execed, Co
             source,
         })?;
     }
-    Ok(Execed { pid, console: master })
+    Ok(Execed {
+        pid,
+        console: master,
+    })
 }

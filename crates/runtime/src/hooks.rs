@@ -56,17 +56,21 @@ pub(crate) fn run_one(kind: &'static str, hook: &Hook, state: &[u8]) -> Result<(
         // A hook that ignores stdin may close it early; that is not an error.
         let _ = stdin.write_all(state);
     }
-    let deadline = hook
-        .timeout()
-        .filter(|t| *t > 0)
-        .map(|t| (t, Instant::now() + Duration::from_secs(u64::try_from(t).unwrap_or(0))));
+    let deadline = hook.timeout().filter(|t| *t > 0).map(|t| {
+        (
+            t,
+            Instant::now() + Duration::from_secs(u64::try_from(t).unwrap_or(0)),
+        )
+    });
     loop {
         if let Some(status) = child.try_wait().map_err(spawn_err)? {
             if status.success() {
                 return Ok(());
             }
             use std::os::unix::process::ExitStatusExt;
-            let code = status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
+            let code = status
+                .code()
+                .unwrap_or_else(|| 128 + status.signal().unwrap_or(0));
             return Err(HookError::Failed { kind, path, code });
         }
         if let Some((secs, at)) = deadline
@@ -81,7 +85,11 @@ pub(crate) fn run_one(kind: &'static str, hook: &Hook, state: &[u8]) -> Result<(
 }
 
 /// Runs a list of hooks in order; the first failure stops the rest.
-pub(crate) fn run_all(kind: &'static str, hooks: Option<&Vec<Hook>>, state: &[u8]) -> Result<(), HookError> {
+pub(crate) fn run_all(
+    kind: &'static str,
+    hooks: Option<&Vec<Hook>>,
+    state: &[u8],
+) -> Result<(), HookError> {
     for h in hooks.into_iter().flatten() {
         run_one(kind, h, state)?;
     }

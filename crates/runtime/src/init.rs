@@ -62,9 +62,11 @@ pub(crate) fn stage1(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
         // namespaces so that they are owned by it.
         let new_user = ctx.ns.creates(libc::CLONE_NEWUSER);
         if new_user {
-            sys::unshare(libc::CLONE_NEWUSER).map_err(|e| format!("unshare user namespace: {e}"))?;
+            sys::unshare(libc::CLONE_NEWUSER)
+                .map_err(|e| format!("unshare user namespace: {e}"))?;
         }
-        chan.send(&Msg::Joined { map: new_user }).map_err(|e| e.to_string())?;
+        chan.send(&Msg::Joined { map: new_user })
+            .map_err(|e| e.to_string())?;
         chan.wait_for(&Msg::Go, "go").map_err(|e| e.to_string())?;
         if new_user {
             sys::setresgid(0).map_err(|e| format!("become root in user namespace: {e}"))?;
@@ -116,9 +118,13 @@ fn container_init(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
         let fifo = sys::open(fifo_path, libc::O_PATH, 0)
             .map_err(|e| format!("open `{}`: {e}", fifo_path.display()))?;
         if !ctx.ns.creates(libc::CLONE_NEWNS) {
-            return Err("a new mount namespace is required (add {\"type\":\"mount\"} to linux.namespaces)".into());
+            return Err(
+                "a new mount namespace is required (add {\"type\":\"mount\"} to linux.namespaces)"
+                    .into(),
+            );
         }
-        rootfs::prepare(ctx.spec, ctx.rootfs, ctx.user_ns, &ctx.cgroup_mounts).map_err(|e| e.to_string())?;
+        rootfs::prepare(ctx.spec, ctx.rootfs, ctx.user_ns, &ctx.cgroup_mounts)
+            .map_err(|e| e.to_string())?;
         // prestart and createRuntime run in the runtime; createContainer here, in the
         // container's namespaces but before pivot_root, so its path is the host's.
         let state = run_creation_hooks(ctx, chan)?;
@@ -128,7 +134,8 @@ fn container_init(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
         let master = open_console(ctx)?;
         rootfs::finish(ctx.spec).map_err(|e| e.to_string())?;
         if let Some(m) = &master {
-            chan.send_with_fd(&Msg::Console, Some(m.as_fd())).map_err(|e| e.to_string())?;
+            chan.send_with_fd(&Msg::Console, Some(m.as_fd()))
+                .map_err(|e| e.to_string())?;
         }
         drop(master);
         let exe = prepare_process(ctx, chan)?;
@@ -138,7 +145,14 @@ fn container_init(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
         let after_ready = wait_for_start(&fifo).and_then(|()| {
             drop(fifo);
             if let Some(state) = &state {
-                run_hooks_here("startContainer", ctx.spec.hooks().as_ref().and_then(|h| h.start_container().as_ref()), state)?;
+                run_hooks_here(
+                    "startContainer",
+                    ctx.spec
+                        .hooks()
+                        .as_ref()
+                        .and_then(|h| h.start_container().as_ref()),
+                    state,
+                )?;
             }
             exec_now(ctx, &exe)
         });
@@ -154,7 +168,8 @@ fn exec_init(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
     run_stage(chan, || {
         let master = open_console(ctx)?;
         if let Some(m) = &master {
-            chan.send_with_fd(&Msg::Console, Some(m.as_fd())).map_err(|e| e.to_string())?;
+            chan.send_with_fd(&Msg::Console, Some(m.as_fd()))
+                .map_err(|e| e.to_string())?;
         }
         drop(master);
         let exe = prepare_process(ctx, chan)?;
@@ -178,7 +193,11 @@ fn run_creation_hooks(ctx: &InitCtx<'_>, chan: &Channel) -> Result<Option<String
     Ok(Some(state))
 }
 
-fn run_hooks_here(kind: &'static str, hooks: Option<&Vec<oci_spec::runtime::Hook>>, state: &str) -> Result<(), String> {
+fn run_hooks_here(
+    kind: &'static str,
+    hooks: Option<&Vec<oci_spec::runtime::Hook>>,
+    state: &str,
+) -> Result<(), String> {
     crate::hooks::run_all(kind, hooks, state.as_bytes()).map_err(|e| e.to_string())
 }
 fn set_names(spec: &Spec) -> Result<(), String> {
@@ -205,13 +224,19 @@ fn open_console(ctx: &InitCtx<'_>) -> Result<Option<OwnedFd>, String> {
 fn check_cwd_inside_root(cwd: &Path) -> Result<(), String> {
     match std::env::current_dir() {
         Ok(p) if p.starts_with("/") && !p.to_string_lossy().starts_with("(unreachable)") => Ok(()),
-        _ => Err(format!("cwd `{}` is outside the container's root", cwd.display())),
+        _ => Err(format!(
+            "cwd `{}` is outside the container's root",
+            cwd.display()
+        )),
     }
 }
 
 /// Blocks until `start` opens the fifo for reading, then signals it by writing one byte.
 fn wait_for_start(fifo: &OwnedFd) -> Result<(), String> {
-    let path = PathBuf::from(format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(fifo)));
+    let path = PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(fifo)
+    ));
     let f = sys::open(&path, libc::O_WRONLY, 0).map_err(|e| format!("open exec fifo: {e}"))?;
     let mut f = std::fs::File::from(f);
     std::io::Write::write_all(&mut f, b"0").map_err(|e| format!("write exec fifo: {e}"))
@@ -262,9 +287,12 @@ fn install_seccomp(ctx: &InitCtx<'_>, chan: &Channel) -> Result<(), String> {
     let Some(filter) = ctx.seccomp else {
         return Ok(());
     };
-    let listener = filter.install().map_err(|e| format!("install seccomp filter: {}", error_chain(&e)))?;
+    let listener = filter
+        .install()
+        .map_err(|e| format!("install seccomp filter: {}", error_chain(&e)))?;
     if let Some(fd) = listener {
-        chan.send_with_fd(&Msg::SeccompListener, Some(fd.as_fd())).map_err(|e| e.to_string())?;
+        chan.send_with_fd(&Msg::SeccompListener, Some(fd.as_fd()))
+            .map_err(|e| e.to_string())?;
     }
     Ok(())
 }

@@ -56,11 +56,20 @@ const OPTIONS: &[(&str, MountOpt)] = &[
     ("bind", MountOpt::Flag(true, libc::MS_BIND)),
     ("rbind", MountOpt::Flag(true, libc::MS_BIND | libc::MS_REC)),
     ("private", MountOpt::Propagation(libc::MS_PRIVATE)),
-    ("rprivate", MountOpt::Propagation(libc::MS_PRIVATE | libc::MS_REC)),
+    (
+        "rprivate",
+        MountOpt::Propagation(libc::MS_PRIVATE | libc::MS_REC),
+    ),
     ("shared", MountOpt::Propagation(libc::MS_SHARED)),
-    ("rshared", MountOpt::Propagation(libc::MS_SHARED | libc::MS_REC)),
+    (
+        "rshared",
+        MountOpt::Propagation(libc::MS_SHARED | libc::MS_REC),
+    ),
     ("slave", MountOpt::Propagation(libc::MS_SLAVE)),
-    ("rslave", MountOpt::Propagation(libc::MS_SLAVE | libc::MS_REC)),
+    (
+        "rslave",
+        MountOpt::Propagation(libc::MS_SLAVE | libc::MS_REC),
+    ),
     ("unbindable", MountOpt::Propagation(libc::MS_UNBINDABLE)),
     (
         "runbindable",
@@ -152,7 +161,13 @@ pub(crate) fn create_in_root(root: BorrowedFd<'_>, path: &Path, file: bool) -> i
             Ok(fd) => cur = fd,
             Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                 // `cur` is the already-resolved parent; create the child relative to it.
-                let parent = sys::openat2(root, walked.parent().unwrap_or(Path::new("/")), libc::O_DIRECTORY | libc::O_RDONLY, 0, resolve)?;
+                let parent = sys::openat2(
+                    root,
+                    walked.parent().unwrap_or(Path::new("/")),
+                    libc::O_DIRECTORY | libc::O_RDONLY,
+                    0,
+                    resolve,
+                )?;
                 if last && file {
                     let f = sys::openat(
                         parent.as_fd(),
@@ -224,7 +239,11 @@ pub(crate) fn mount_in_root(root: BorrowedFd<'_>, m: &Mount) -> Result<(), Mount
         } else {
             source.display().to_string()
         };
-        let fs = if fstype.is_empty() { None } else { Some(fstype.as_str()) };
+        let fs = if fstype.is_empty() {
+            None
+        } else {
+            Some(fstype.as_str())
+        };
         let flags = opts.flags & !libc::MS_REMOUNT;
         let r = sys::mount(
             Some(OsStr::new(&src)),
@@ -318,7 +337,12 @@ mod tests {
     #[test]
     fn flags_data_and_propagation_are_separated() {
         let f = fold_options(&opts(&[
-            "nosuid", "noexec", "nodev", "mode=755", "size=65536k", "rprivate",
+            "nosuid",
+            "noexec",
+            "nodev",
+            "mode=755",
+            "size=65536k",
+            "rprivate",
         ]));
         assert_eq!(f.flags, libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV);
         assert_eq!(f.data, "mode=755,size=65536k");

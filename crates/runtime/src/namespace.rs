@@ -32,7 +32,10 @@ pub enum NamespaceError {
     #[error("open namespace `{path}`: {source}")]
     Open { path: PathBuf, source: io::Error },
     #[error("join {kind} namespace: {source}")]
-    Join { kind: &'static str, source: io::Error },
+    Join {
+        kind: &'static str,
+        source: io::Error,
+    },
     #[error("unshare namespaces: {0}")]
     Unshare(io::Error),
     #[error("write `{path}`: {source}")]
@@ -50,7 +53,9 @@ impl NsPlan {
     /// From config.json's `linux.namespaces`.
     pub(crate) fn from_linux(linux: Option<&Linux>) -> Result<Self, NamespaceError> {
         let mut plan = NsPlan::default();
-        let list = linux.and_then(|l| l.namespaces().clone()).unwrap_or_default();
+        let list = linux
+            .and_then(|l| l.namespaces().clone())
+            .unwrap_or_default();
         for (typ, flag, name) in NAMESPACES {
             let Some(ns) = list.iter().find(|n| n.typ() == *typ) else {
                 continue;
@@ -91,10 +96,8 @@ impl NsPlan {
     /// Joins every namespace given by path, user namespace first.
     pub(crate) fn join_all(&self) -> Result<(), NamespaceError> {
         for (flag, name, fd) in &self.join {
-            sys::setns(fd.as_fd(), *flag).map_err(|source| NamespaceError::Join {
-                kind: name,
-                source,
-            })?;
+            sys::setns(fd.as_fd(), *flag)
+                .map_err(|source| NamespaceError::Join { kind: name, source })?;
         }
         Ok(())
     }
@@ -131,8 +134,14 @@ pub(crate) fn write_id_maps(pid: i32, linux: &Linux) -> Result<(), NamespaceErro
         let path = PathBuf::from(format!("/proc/{pid}/{file}"));
         fs::write(&path, text).map_err(|source| NamespaceError::Write { path, source })
     };
-    write("uid_map", map_text(linux.uid_mappings().as_deref().unwrap_or(&[])))?;
-    write("gid_map", map_text(linux.gid_mappings().as_deref().unwrap_or(&[])))?;
+    write(
+        "uid_map",
+        map_text(linux.uid_mappings().as_deref().unwrap_or(&[])),
+    )?;
+    write(
+        "gid_map",
+        map_text(linux.gid_mappings().as_deref().unwrap_or(&[])),
+    )?;
     Ok(())
 }
 
@@ -174,7 +183,8 @@ mod tests {
     #[test]
     fn bad_namespace_path_is_an_error_before_fork() {
         let linux: Linux =
-            serde_json::from_str(r#"{"namespaces":[{"type":"ipc","path":"/nonexistent/ns"}]}"#).unwrap();
+            serde_json::from_str(r#"{"namespaces":[{"type":"ipc","path":"/nonexistent/ns"}]}"#)
+                .unwrap();
         let err = NsPlan::from_linux(Some(&linux)).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/ns"));
     }
@@ -185,6 +195,9 @@ mod tests {
             r#"{"uidMappings":[{"containerID":0,"hostID":100000,"size":65536}]}"#,
         )
         .unwrap();
-        assert_eq!(map_text(linux.uid_mappings().as_ref().unwrap()), "0 100000 65536\n");
+        assert_eq!(
+            map_text(linux.uid_mappings().as_ref().unwrap()),
+            "0 100000 65536\n"
+        );
     }
 }

@@ -8,9 +8,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use oci_spec::runtime::{
-    IOPriorityClass, LinuxSchedulerPolicy, PosixRlimitType, Process,
-};
+use oci_spec::runtime::{IOPriorityClass, LinuxSchedulerPolicy, PosixRlimitType, Process};
 
 use crate::caps::{self, CapSets, CapsError};
 use crate::sys;
@@ -59,21 +57,60 @@ pub(crate) struct Prepared {
 /// One line per rlimit: OCI name and the kernel's resource number.
 const RLIMITS: &[(PosixRlimitType, libc::c_int)] = &[
     (PosixRlimitType::RlimitCpu, libc::RLIMIT_CPU as libc::c_int),
-    (PosixRlimitType::RlimitFsize, libc::RLIMIT_FSIZE as libc::c_int),
-    (PosixRlimitType::RlimitData, libc::RLIMIT_DATA as libc::c_int),
-    (PosixRlimitType::RlimitStack, libc::RLIMIT_STACK as libc::c_int),
-    (PosixRlimitType::RlimitCore, libc::RLIMIT_CORE as libc::c_int),
+    (
+        PosixRlimitType::RlimitFsize,
+        libc::RLIMIT_FSIZE as libc::c_int,
+    ),
+    (
+        PosixRlimitType::RlimitData,
+        libc::RLIMIT_DATA as libc::c_int,
+    ),
+    (
+        PosixRlimitType::RlimitStack,
+        libc::RLIMIT_STACK as libc::c_int,
+    ),
+    (
+        PosixRlimitType::RlimitCore,
+        libc::RLIMIT_CORE as libc::c_int,
+    ),
     (PosixRlimitType::RlimitRss, libc::RLIMIT_RSS as libc::c_int),
-    (PosixRlimitType::RlimitNproc, libc::RLIMIT_NPROC as libc::c_int),
-    (PosixRlimitType::RlimitNofile, libc::RLIMIT_NOFILE as libc::c_int),
-    (PosixRlimitType::RlimitMemlock, libc::RLIMIT_MEMLOCK as libc::c_int),
+    (
+        PosixRlimitType::RlimitNproc,
+        libc::RLIMIT_NPROC as libc::c_int,
+    ),
+    (
+        PosixRlimitType::RlimitNofile,
+        libc::RLIMIT_NOFILE as libc::c_int,
+    ),
+    (
+        PosixRlimitType::RlimitMemlock,
+        libc::RLIMIT_MEMLOCK as libc::c_int,
+    ),
     (PosixRlimitType::RlimitAs, libc::RLIMIT_AS as libc::c_int),
-    (PosixRlimitType::RlimitLocks, libc::RLIMIT_LOCKS as libc::c_int),
-    (PosixRlimitType::RlimitSigpending, libc::RLIMIT_SIGPENDING as libc::c_int),
-    (PosixRlimitType::RlimitMsgqueue, libc::RLIMIT_MSGQUEUE as libc::c_int),
-    (PosixRlimitType::RlimitNice, libc::RLIMIT_NICE as libc::c_int),
-    (PosixRlimitType::RlimitRtprio, libc::RLIMIT_RTPRIO as libc::c_int),
-    (PosixRlimitType::RlimitRttime, libc::RLIMIT_RTTIME as libc::c_int),
+    (
+        PosixRlimitType::RlimitLocks,
+        libc::RLIMIT_LOCKS as libc::c_int,
+    ),
+    (
+        PosixRlimitType::RlimitSigpending,
+        libc::RLIMIT_SIGPENDING as libc::c_int,
+    ),
+    (
+        PosixRlimitType::RlimitMsgqueue,
+        libc::RLIMIT_MSGQUEUE as libc::c_int,
+    ),
+    (
+        PosixRlimitType::RlimitNice,
+        libc::RLIMIT_NICE as libc::c_int,
+    ),
+    (
+        PosixRlimitType::RlimitRtprio,
+        libc::RLIMIT_RTPRIO as libc::c_int,
+    ),
+    (
+        PosixRlimitType::RlimitRttime,
+        libc::RLIMIT_RTTIME as libc::c_int,
+    ),
 ];
 
 fn cstring(s: &str) -> Result<CString, ProcessError> {
@@ -172,7 +209,10 @@ pub(crate) fn apply_sched(p: &Process) -> Result<(), ProcessError> {
 }
 
 /// Switches to the process's user and groups, keeping the capabilities asked for.
-pub(crate) fn apply_user_and_caps(p: &Prepared, setgroups_allowed: bool) -> Result<(), ProcessError> {
+pub(crate) fn apply_user_and_caps(
+    p: &Prepared,
+    setgroups_allowed: bool,
+) -> Result<(), ProcessError> {
     let creds = |op| move |source| ProcessError::Creds { op, source };
     caps::drop_bounding(&p.caps)?;
     if setgroups_allowed {
@@ -209,7 +249,10 @@ pub(crate) fn enter_cwd(p: &Prepared) -> Result<(), ProcessError> {
 /// Finds argv[0] like execvp: a name with a `/` is used as is; otherwise each PATH entry.
 /// Runs inside the container's root, so only the container's files are consulted.
 pub(crate) fn find_executable(p: &Prepared) -> Result<CString, ProcessError> {
-    let arg0 = p.argv.first().ok_or_else(|| ProcessError::NotFound(String::new()))?;
+    let arg0 = p
+        .argv
+        .first()
+        .ok_or_else(|| ProcessError::NotFound(String::new()))?;
     let name = OsStr::from_bytes(arg0.as_bytes());
     if name.as_bytes().contains(&b'/') {
         return Ok(arg0.clone());
@@ -270,8 +313,10 @@ mod tests {
         let prep = prepare(&p).unwrap();
         let found = find_executable(&prep).unwrap();
         assert!(found.to_str().unwrap().ends_with("/sh"));
-        let p: Process =
-            serde_json::from_str(r#"{"cwd":"/","args":["no-such-program-x"],"user":{"uid":0,"gid":0}}"#).unwrap();
+        let p: Process = serde_json::from_str(
+            r#"{"cwd":"/","args":["no-such-program-x"],"user":{"uid":0,"gid":0}}"#,
+        )
+        .unwrap();
         assert!(matches!(
             find_executable(&prepare(&p).unwrap()),
             Err(ProcessError::NotFound(_))

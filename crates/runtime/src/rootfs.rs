@@ -72,7 +72,8 @@ pub(crate) fn prepare(
         "unbindable" | "runbindable" => libc::MS_SLAVE | libc::MS_REC,
         other => return Err(RootfsError::Propagation(other.to_string())),
     };
-    sys::mount(None, Path::new("/"), None, root_flags, None).map_err(step("set propagation of", "/"))?;
+    sys::mount(None, Path::new("/"), None, root_flags, None)
+        .map_err(step("set propagation of", "/"))?;
     // pivot_root needs the new root to be a mount point: bind it onto itself.
     sys::mount(
         Some(rootfs.as_os_str()),
@@ -82,7 +83,8 @@ pub(crate) fn prepare(
         None,
     )
     .map_err(step("bind rootfs", rootfs))?;
-    let root = sys::open(rootfs, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(step("open rootfs", rootfs))?;
+    let root = sys::open(rootfs, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(step("open rootfs", rootfs))?;
     let mounts = spec.mounts().clone().unwrap_or_default();
     let mut dev_is_ours = false;
     for m in &mounts {
@@ -114,27 +116,51 @@ pub(crate) fn prepare(
 
 /// A `type: cgroup` mount: the cgroup filesystems of this host's layout (one cgroup2
 /// mount, or a tmpfs with one mount per v1 controller), made read-only last if asked.
-fn mount_cgroup(root: BorrowedFd<'_>, m: &oci_spec::runtime::Mount, cms: &[CgroupMount]) -> Result<(), RootfsError> {
+fn mount_cgroup(
+    root: BorrowedFd<'_>,
+    m: &oci_spec::runtime::Mount,
+    cms: &[CgroupMount],
+) -> Result<(), RootfsError> {
     let base = m.destination();
     let opts = mount::fold_options(m.options().as_deref().unwrap_or(&[]));
     let ro = opts.flags & libc::MS_RDONLY != 0;
     for cm in cms {
-        let dest = if cm.dest.as_os_str().is_empty() { base.clone() } else { base.join(&cm.dest) };
+        let dest = if cm.dest.as_os_str().is_empty() {
+            base.clone()
+        } else {
+            base.join(&cm.dest)
+        };
         match &cm.kind {
-            CgroupMountKind::Mount { source, fstype, flags, data } => {
+            CgroupMountKind::Mount {
+                source,
+                fstype,
+                flags,
+                data,
+            } => {
                 let target = create_in_root(root, &dest, false).map_err(step("create", &dest))?;
                 let mut f = flags.bits();
                 if ro && fstype != "tmpfs" {
                     f |= libc::MS_RDONLY;
                 }
-                sys::mount(Some(OsStr::new(source)), &fd_path(target.as_fd()), Some(fstype), f, data.as_deref())
-                    .map_err(step("mount cgroup", &dest))?;
+                sys::mount(
+                    Some(OsStr::new(source)),
+                    &fd_path(target.as_fd()),
+                    Some(fstype),
+                    f,
+                    data.as_deref(),
+                )
+                .map_err(step("mount cgroup", &dest))?;
             }
             CgroupMountKind::Symlink { target } => {
                 let parent = dest.parent().unwrap_or(base);
                 let dir = create_in_root(root, parent, false).map_err(step("open", parent))?;
-                let dir = sys::openat(dir.as_fd(), Path::new("."), libc::O_DIRECTORY | libc::O_RDONLY, 0)
-                    .map_err(step("open", parent))?;
+                let dir = sys::openat(
+                    dir.as_fd(),
+                    Path::new("."),
+                    libc::O_DIRECTORY | libc::O_RDONLY,
+                    0,
+                )
+                .map_err(step("open", parent))?;
                 let name = dest.file_name().unwrap_or_default();
                 match sys::symlinkat(OsStr::new(target), dir.as_fd(), name) {
                     Ok(()) => {}
@@ -145,23 +171,43 @@ fn mount_cgroup(root: BorrowedFd<'_>, m: &oci_spec::runtime::Mount, cms: &[Cgrou
         }
     }
     let tmpfs_root = cms.iter().any(|c| {
-        c.dest.as_os_str().is_empty() && matches!(&c.kind, CgroupMountKind::Mount { fstype, .. } if fstype == "tmpfs")
+        c.dest.as_os_str().is_empty()
+            && matches!(&c.kind, CgroupMountKind::Mount { fstype, .. } if fstype == "tmpfs")
     });
     if ro && tmpfs_root {
         let fd = create_in_root(root, base, false).map_err(step("open", base))?;
-        sys::mount(None, &fd_path(fd.as_fd()), None, libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC, None)
-            .map_err(step("remount read-only", base))?;
+        sys::mount(
+            None,
+            &fd_path(fd.as_fd()),
+            None,
+            libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            None,
+        )
+        .map_err(step("remount read-only", base))?;
     }
     Ok(())
 }
 
 fn make_default_devices(root: BorrowedFd<'_>, in_user_ns: bool) -> Result<(), RootfsError> {
     let dev = create_in_root(root, Path::new("/dev"), false).map_err(step("open", "/dev"))?;
-    let dev = sys::openat(dev.as_fd(), Path::new("."), libc::O_DIRECTORY | libc::O_RDONLY, 0)
-        .map_err(step("open", "/dev"))?;
+    let dev = sys::openat(
+        dev.as_fd(),
+        Path::new("."),
+        libc::O_DIRECTORY | libc::O_RDONLY,
+        0,
+    )
+    .map_err(step("open", "/dev"))?;
     for (name, major, minor) in DEFAULT_DEVICES {
         let path = PathBuf::from("/dev").join(name);
-        node(root, dev.as_fd(), &path, libc::S_IFCHR | 0o666, *major, *minor, in_user_ns)?;
+        node(
+            root,
+            dev.as_fd(),
+            &path,
+            libc::S_IFCHR | 0o666,
+            *major,
+            *minor,
+            in_user_ns,
+        )?;
     }
     for (target, name) in DEV_SYMLINKS {
         match sys::symlinkat(OsStr::new(target), dev.as_fd(), OsStr::new(name)) {
@@ -208,10 +254,14 @@ fn node(
         Err(e) => return Err(step("mknod", path)(e)),
     }
     // mknod is subject to the umask; set the mode the config asked for.
-    let fd = sys::openat(dev, Path::new(name), libc::O_PATH | libc::O_NOFOLLOW, 0).map_err(step("open", path))?;
+    let fd = sys::openat(dev, Path::new(name), libc::O_PATH | libc::O_NOFOLLOW, 0)
+        .map_err(step("open", path))?;
     let proc_path = fd_path(fd.as_fd());
-    std::fs::set_permissions(&proc_path, std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777))
-        .map_err(step("chmod", path))?;
+    std::fs::set_permissions(
+        &proc_path,
+        std::os::unix::fs::PermissionsExt::from_mode(mode & 0o7777),
+    )
+    .map_err(step("chmod", path))?;
     Ok(())
 }
 
@@ -225,21 +275,33 @@ fn make_device(root: BorrowedFd<'_>, d: &LinuxDevice, in_user_ns: bool) -> Resul
     let path = d.path();
     let parent = path.parent().unwrap_or(Path::new("/"));
     let dir = create_in_root(root, parent, false).map_err(step("create", parent))?;
-    let dir = sys::openat(dir.as_fd(), Path::new("."), libc::O_DIRECTORY | libc::O_RDONLY, 0)
-        .map_err(step("open", parent))?;
+    let dir = sys::openat(
+        dir.as_fd(),
+        Path::new("."),
+        libc::O_DIRECTORY | libc::O_RDONLY,
+        0,
+    )
+    .map_err(step("open", parent))?;
     let major = u32::try_from(d.major()).unwrap_or(0);
     let minor = u32::try_from(d.minor()).unwrap_or(0);
     let mode = kind | d.file_mode().unwrap_or(0o666);
     if in_user_ns {
         let target = create_in_root(root, path, true).map_err(step("create", path))?;
-        sys::mount(Some(path.as_os_str()), &fd_path(target.as_fd()), None, libc::MS_BIND, None)
-            .map_err(step("bind device", path))?;
+        sys::mount(
+            Some(path.as_os_str()),
+            &fd_path(target.as_fd()),
+            None,
+            libc::MS_BIND,
+            None,
+        )
+        .map_err(step("bind device", path))?;
         return Ok(());
     }
     node(root, dir.as_fd(), path, mode, major, minor, false)?;
     if d.uid().is_some() || d.gid().is_some() {
         let fd = create_in_root(root, path, false).map_err(step("open", path))?;
-        sys::fchown(fd.as_fd(), d.uid().unwrap_or(0), d.gid().unwrap_or(0)).map_err(step("chown", path))?;
+        sys::fchown(fd.as_fd(), d.uid().unwrap_or(0), d.gid().unwrap_or(0))
+            .map_err(step("chown", path))?;
     }
     Ok(())
 }
@@ -249,8 +311,14 @@ fn make_device(root: BorrowedFd<'_>, d: &LinuxDevice, in_user_ns: bool) -> Resul
 pub(crate) fn enter(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
     sys::chdir(rootfs).map_err(step("chdir", rootfs))?;
     if no_pivot {
-        sys::mount(Some(OsStr::new(".")), Path::new("/"), None, libc::MS_MOVE, None)
-            .map_err(step("move rootfs to", "/"))?;
+        sys::mount(
+            Some(OsStr::new(".")),
+            Path::new("/"),
+            None,
+            libc::MS_MOVE,
+            None,
+        )
+        .map_err(step("move rootfs to", "/"))?;
         sys::chroot(Path::new(".")).map_err(step("chroot", rootfs))?;
     } else {
         let dot = Path::new(".");
@@ -267,20 +335,29 @@ pub(crate) fn enter(rootfs: &Path, no_pivot: bool) -> Result<(), RootfsError> {
 
 /// After the pivot: masks and read-only paths, then the read-only root if asked.
 pub(crate) fn finish(spec: &Spec) -> Result<(), RootfsError> {
-    let root = sys::open(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0).map_err(step("open", "/"))?;
+    let root = sys::open(Path::new("/"), libc::O_PATH | libc::O_DIRECTORY, 0)
+        .map_err(step("open", "/"))?;
     let linux = spec.linux().as_ref();
-    let ro_paths = linux.and_then(|l| l.readonly_paths().clone()).unwrap_or_default();
+    let ro_paths = linux
+        .and_then(|l| l.readonly_paths().clone())
+        .unwrap_or_default();
     for p in &ro_paths {
         readonly_path(root.as_fd(), Path::new(p))?;
     }
-    let masked = linux.and_then(|l| l.masked_paths().clone()).unwrap_or_default();
+    let masked = linux
+        .and_then(|l| l.masked_paths().clone())
+        .unwrap_or_default();
     if !masked.is_empty() {
         let null = verified_dev_null()?;
         for p in &masked {
             mask_path(root.as_fd(), null.as_fd(), Path::new(p))?;
         }
     }
-    if spec.root().as_ref().is_some_and(|r| r.readonly().unwrap_or(false)) {
+    if spec
+        .root()
+        .as_ref()
+        .is_some_and(|r| r.readonly().unwrap_or(false))
+    {
         mount::remount_bind(root.as_fd(), libc::MS_RDONLY | libc::MS_REC)
             .map_err(step("remount read-only", "/"))?;
     }
@@ -288,7 +365,13 @@ pub(crate) fn finish(spec: &Spec) -> Result<(), RootfsError> {
 }
 
 fn open_existing(root: BorrowedFd<'_>, p: &Path) -> Result<Option<OwnedFd>, RootfsError> {
-    match sys::openat2(root, p, libc::O_PATH | libc::O_NOFOLLOW, 0, sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS) {
+    match sys::openat2(
+        root,
+        p,
+        libc::O_PATH | libc::O_NOFOLLOW,
+        0,
+        sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS,
+    ) {
         Ok(fd) => Ok(Some(fd)),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => Ok(None),
         Err(e) => Err(step("open", p)(e)),
@@ -299,11 +382,21 @@ fn readonly_path(root: BorrowedFd<'_>, p: &Path) -> Result<(), RootfsError> {
     let Some(fd) = open_existing(root, p)? else {
         return Ok(());
     };
-    sys::mount(Some(fd_path(fd.as_fd()).as_os_str()), &fd_path(fd.as_fd()), None, libc::MS_BIND | libc::MS_REC, None)
-        .map_err(step("bind read-only path", p))?;
-    let fd = open_existing(root, p)?.ok_or_else(|| step("reopen", p)(io::Error::from_raw_os_error(libc::ENOENT)))?;
-    mount::remount_bind(fd.as_fd(), libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC)
-        .map_err(step("remount read-only", p))
+    sys::mount(
+        Some(fd_path(fd.as_fd()).as_os_str()),
+        &fd_path(fd.as_fd()),
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(step("bind read-only path", p))?;
+    let fd = open_existing(root, p)?
+        .ok_or_else(|| step("reopen", p)(io::Error::from_raw_os_error(libc::ENOENT)))?;
+    mount::remount_bind(
+        fd.as_fd(),
+        libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+    )
+    .map_err(step("remount read-only", p))
 }
 
 /// Opens the container's /dev/null and checks it is the real null device (char 1:3), so a
@@ -314,7 +407,9 @@ fn verified_dev_null() -> Result<OwnedFd, RootfsError> {
     let st = sys::fstat(fd.as_fd()).map_err(step("stat", p))?;
     let is_null = st.st_mode & libc::S_IFMT == libc::S_IFCHR && st.st_rdev == libc::makedev(1, 3);
     if !is_null {
-        return Err(step("verify", p)(io::Error::other("not the null character device 1:3")));
+        return Err(step("verify", p)(io::Error::other(
+            "not the null character device 1:3",
+        )));
     }
     Ok(fd)
 }
@@ -326,11 +421,23 @@ fn mask_path(root: BorrowedFd<'_>, null: BorrowedFd<'_>, p: &Path) -> Result<(),
     let st = sys::fstat(fd.as_fd()).map_err(step("stat", p))?;
     let target = fd_path(fd.as_fd());
     if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-        sys::mount(Some(OsStr::new("tmpfs")), &target, Some("tmpfs"), libc::MS_RDONLY, None)
-            .map_err(step("mask directory", p))
+        sys::mount(
+            Some(OsStr::new("tmpfs")),
+            &target,
+            Some("tmpfs"),
+            libc::MS_RDONLY,
+            None,
+        )
+        .map_err(step("mask directory", p))
     } else {
-        sys::mount(Some(fd_path(null).as_os_str()), &target, None, libc::MS_BIND, None)
-            .map_err(step("mask file", p))
+        sys::mount(
+            Some(fd_path(null).as_os_str()),
+            &target,
+            None,
+            libc::MS_BIND,
+            None,
+        )
+        .map_err(step("mask file", p))
     }
 }
 
@@ -341,18 +448,38 @@ pub(crate) fn write_sysctls(spec: &Spec) -> Result<(), RootfsError> {
         return Ok(());
     };
     const PROC_SUPER_MAGIC: i64 = 0x9fa0;
-    let proc = sys::open(Path::new("/proc"), libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW, 0)
-        .map_err(step("open", "/proc"))?;
+    let not_proc = |p: &str| {
+        step("verify procfs", p.to_string())(io::Error::other(
+            "not a procfs: refusing to write a sysctl through it",
+        ))
+    };
+    let proc = sys::open(
+        Path::new("/proc"),
+        libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    )
+    .map_err(step("open", "/proc"))?;
+    if sys::fstatfs_type(proc.as_fd()).map_err(step("statfs", "/proc"))? != PROC_SUPER_MAGIC {
+        return Err(not_proc("/proc"));
+    }
     for (key, value) in sysctl {
         let rel = PathBuf::from("sys").join(key.replace('.', "/"));
-        let fd = sys::openat2(proc.as_fd(), &rel, libc::O_WRONLY | libc::O_TRUNC, 0, sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS)
-            .map_err(step("open sysctl", PathBuf::from("/proc").join(&rel)))?;
-        let magic = sys::fstatfs_type(fd.as_fd()).map_err(step("statfs", "/proc"))?;
-        if magic != PROC_SUPER_MAGIC {
-            return Err(step("verify procfs", "/proc")(io::Error::other("not a procfs")));
+        let shown = PathBuf::from("/proc").join(&rel);
+        // No O_TRUNC: nothing is changed before the file is known to be procfs's own.
+        let fd = sys::openat2(
+            proc.as_fd(),
+            &rel,
+            libc::O_WRONLY,
+            0,
+            sys::RESOLVE_IN_ROOT | sys::RESOLVE_NO_MAGICLINKS,
+        )
+        .map_err(step("open sysctl", &shown))?;
+        if sys::fstatfs_type(fd.as_fd()).map_err(step("statfs", &shown))? != PROC_SUPER_MAGIC {
+            return Err(not_proc(&shown.display().to_string()));
         }
         let mut f = std::fs::File::from(fd);
-        std::io::Write::write_all(&mut f, value.as_bytes()).map_err(step("write sysctl", PathBuf::from("/proc").join(&rel)))?;
+        std::io::Write::write_all(&mut f, value.as_bytes())
+            .map_err(step("write sysctl", &shown))?;
     }
     Ok(())
 }

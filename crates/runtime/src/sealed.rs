@@ -29,7 +29,8 @@ pub fn reexec_sealed() -> io::Error {
 fn sealed_copy() -> io::Result<OwnedFd> {
     let name = c"berth-runtime";
     // SAFETY: `name` is a valid C string; the returned fd is new and owned by us.
-    let raw = unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    let raw =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if raw < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -48,7 +49,9 @@ fn sealed_copy() -> io::Result<OwnedFd> {
 
 fn exec_fd(fd: &OwnedFd) -> io::Error {
     let to_c = |v: Vec<u8>| CString::new(v).ok();
-    let argv: Vec<CString> = std::env::args_os().filter_map(|a| to_c(a.into_vec())).collect();
+    let argv: Vec<CString> = std::env::args_os()
+        .filter_map(|a| to_c(a.into_vec()))
+        .collect();
     let mut envp: Vec<CString> = std::env::vars_os()
         .filter_map(|(k, v)| {
             let mut kv = k.into_vec();

@@ -48,14 +48,28 @@ const SIGNALS: &[(&str, libc::c_int)] = &[
 pub fn parse(s: &str) -> Result<libc::c_int, SignalError> {
     let unknown = || SignalError::Unknown(s.to_string());
     if let Ok(n) = s.parse::<libc::c_int>() {
-        return if (1..=64).contains(&n) { Ok(n) } else { Err(unknown()) };
+        return if (1..=64).contains(&n) {
+            Ok(n)
+        } else {
+            Err(unknown())
+        };
     }
     let upper = s.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
     if let Some(rest) = name.strip_prefix("RTMIN") {
-        let off: libc::c_int = if rest.is_empty() { 0 } else { rest.strip_prefix('+').and_then(|r| r.parse().ok()).ok_or_else(unknown)? };
+        let off: libc::c_int = if rest.is_empty() {
+            0
+        } else {
+            rest.strip_prefix('+')
+                .and_then(|r| r.parse().ok())
+                .ok_or_else(unknown)?
+        };
         let n = libc::SIGRTMIN() + off;
-        return if n <= libc::SIGRTMAX() { Ok(n) } else { Err(unknown()) };
+        return if n <= libc::SIGRTMAX() {
+            Ok(n)
+        } else {
+            Err(unknown())
+        };
     }
     SIGNALS
         .iter()

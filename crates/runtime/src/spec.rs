@@ -22,7 +22,9 @@ pub enum SpecError {
     Missing { field: &'static str },
     #[error("config.json: `{field}`: {reason}")]
     Invalid { field: String, reason: String },
-    #[error("rootfs `{path}` does not exist or is not a directory; check `root.path` in config.json")]
+    #[error(
+        "rootfs `{path}` does not exist or is not a directory; check `root.path` in config.json"
+    )]
     NoRootfs { path: PathBuf },
 }
 
@@ -63,7 +65,10 @@ pub fn parse_spec(path: &Path, text: &[u8]) -> Result<Spec, SpecError> {
 
 /// Validates a parsed spec against a bundle directory.
 pub fn plan_from_spec(spec: Spec, bundle: PathBuf) -> Result<Plan, SpecError> {
-    let root = spec.root().as_ref().ok_or(SpecError::Missing { field: "root" })?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or(SpecError::Missing { field: "root" })?;
     let rootfs = if root.path().is_absolute() {
         root.path().clone()
     } else {

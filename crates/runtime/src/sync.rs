@@ -62,7 +62,11 @@ impl Channel {
         self.send_with_fd(msg, None)
     }
 
-    pub(crate) fn send_with_fd(&self, msg: &Msg, fd: Option<BorrowedFd<'_>>) -> Result<(), SyncError> {
+    pub(crate) fn send_with_fd(
+        &self,
+        msg: &Msg,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<(), SyncError> {
         let body = serde_json::to_vec(msg).map_err(io::Error::other)?;
         let fds: Vec<i32> = fd.iter().map(AsRawFd::as_raw_fd).collect();
         sys::send_with_fds(self.fd.as_fd(), &body, &fds)?;

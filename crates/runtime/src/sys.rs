@@ -343,7 +343,15 @@ pub(crate) fn poll_readable(fd: BorrowedFd<'_>, timeout_ms: i32) -> io::Result<b
 /// prctl(2) with integer arguments.
 pub(crate) fn prctl(option: libc::c_int, arg2: libc::c_ulong) -> io::Result<libc::c_int> {
     // SAFETY: every option the runtime uses takes integer arguments only.
-    cvt(unsafe { libc::prctl(option, arg2, 0 as libc::c_ulong, 0 as libc::c_ulong, 0 as libc::c_ulong) })
+    cvt(unsafe {
+        libc::prctl(
+            option,
+            arg2,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    })
 }
 
 /// prctl(PR_CAP_AMBIENT, op, cap).
@@ -443,7 +451,12 @@ pub(crate) fn setrlimit(resource: libc::c_int, soft: u64, hard: u64) -> io::Resu
     };
     // SAFETY: `lim` is a valid rlimit64 for the call; the old-limit pointer is null.
     cvt(unsafe {
-        libc::prlimit64(0, resource as libc::__rlimit_resource_t, &raw const lim, std::ptr::null_mut())
+        libc::prlimit64(
+            0,
+            resource as libc::__rlimit_resource_t,
+            &raw const lim,
+            std::ptr::null_mut(),
+        )
     })?;
     Ok(())
 }
@@ -461,7 +474,6 @@ pub(crate) fn chdir(path: &Path) -> io::Result<()> {
     cvt(unsafe { libc::chdir(path.as_ptr()) })?;
     Ok(())
 }
-
 
 /// chroot(2).
 pub(crate) fn chroot(path: &Path) -> io::Result<()> {
@@ -481,7 +493,9 @@ pub(crate) fn setsid() {
 pub(crate) fn cloexec_from(first: u32) -> io::Result<()> {
     const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
     // SAFETY: plain syscall with integer arguments; it only sets flags on our own fds.
-    cvt_long(unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) })?;
+    cvt_long(unsafe {
+        libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC)
+    })?;
     Ok(())
 }
 
@@ -573,7 +587,7 @@ pub(crate) fn get_winsize(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
 
 /// Sends `data` plus the given fds over a unix socket with SCM_RIGHTS.
 pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> io::Result<()> {
-    let space = fds.len() * std::mem::size_of::<RawFd>();
+    let space = std::mem::size_of_val(fds);
     // SAFETY: CMSG_SPACE is a pure size computation.
     let cmsg_space = unsafe { libc::CMSG_SPACE(space as u32) } as usize;
     let mut cbuf = vec![0u8; cmsg_space];
@@ -607,7 +621,10 @@ pub(crate) fn send_with_fds(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) ->
 }
 
 /// Receives one message and up to 4 fds sent with SCM_RIGHTS.
-pub(crate) fn recv_with_fds(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<(usize, Vec<OwnedFd>)> {
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<(usize, Vec<OwnedFd>)> {
     const MAX_FDS: usize = 4;
     let space = MAX_FDS * std::mem::size_of::<RawFd>();
     // SAFETY: CMSG_SPACE is a pure size computation.

@@ -28,7 +28,11 @@ static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 /// A unique container id for this test process.
 pub fn unique_id(tag: &str) -> String {
-    format!("bt-{tag}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::SeqCst))
+    format!(
+        "bt-{tag}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
 }
 
 /// A busybox rootfs plus config.json from `berth-runtime spec`, in a temp dir; a private
@@ -40,28 +44,53 @@ pub struct Bundle {
 }
 
 pub fn make_rootfs(root: &Path) {
-    for d in ["bin", "dev", "etc", "proc", "sys", "tmp", "root", "home", "usr/bin", "var"] {
+    for d in [
+        "bin", "dev", "etc", "proc", "sys", "tmp", "root", "home", "usr/bin", "var",
+    ] {
         std::fs::create_dir_all(root.join(d)).unwrap();
     }
-    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("need /bin/busybox from busybox-static");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox"))
+        .expect("need /bin/busybox from busybox-static");
     let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         if applet != "busybox" {
             let _ = symlink("busybox", root.join("bin").join(applet));
         }
     }
-    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n").unwrap();
+    std::fs::write(
+        root.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
+    )
+    .unwrap();
     std::fs::write(root.join("etc/group"), "root:x:0:\nnobody:x:65534:\n").unwrap();
 }
 
 impl Bundle {
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("berth-bundle-").tempdir().unwrap();
-        let state = tempfile::Builder::new().prefix("berth-state-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("berth-bundle-")
+            .tempdir()
+            .unwrap();
+        let state = tempfile::Builder::new()
+            .prefix("berth-state-")
+            .tempdir()
+            .unwrap();
         make_rootfs(&dir.path().join("rootfs"));
-        let out = Command::new(RUNTIME).arg("spec").current_dir(dir.path()).output().unwrap();
-        assert!(out.status.success(), "spec: {}", String::from_utf8_lossy(&out.stderr));
-        let b = Bundle { dir, state, ids: Default::default() };
+        let out = Command::new(RUNTIME)
+            .arg("spec")
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "spec: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let b = Bundle {
+            dir,
+            state,
+            ids: Default::default(),
+        };
         // Tests write into the rootfs unless they ask for a read-only root themselves.
         b.edit(|c| {
             c["process"]["terminal"] = false.into();
@@ -81,7 +110,11 @@ impl Bundle {
     pub fn edit(&self, f: impl FnOnce(&mut Value)) {
         let mut c = self.config();
         f(&mut c);
-        std::fs::write(self.path().join("config.json"), serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+        std::fs::write(
+            self.path().join("config.json"),
+            serde_json::to_vec_pretty(&c).unwrap(),
+        )
+        .unwrap();
     }
 
     pub fn args(&self, args: &[&str]) {
@@ -91,10 +124,12 @@ impl Bundle {
 
     /// Runs `berth-runtime --root STATE <args>` with the bundle as cwd.
     pub fn rt(&self, args: &[&str]) -> Output {
-        if let Some(pos) = args.iter().position(|a| matches!(*a, "create" | "run")) {
-            if let Some(id) = args.get(pos + 1..).and_then(|r| r.iter().find(|a| !a.starts_with('-'))) {
-                self.ids.borrow_mut().push(id.to_string());
-            }
+        if let Some(pos) = args.iter().position(|a| matches!(*a, "create" | "run"))
+            && let Some(id) = args
+                .get(pos + 1..)
+                .and_then(|r| r.iter().find(|a| !a.starts_with('-')))
+        {
+            self.ids.borrow_mut().push(id.to_string());
         }
         // Files, not pipes: a created container inherits the runtime's stdio and would hold
         // a pipe open long after the runtime exited.
@@ -110,7 +145,11 @@ impl Bundle {
             .stderr(err.try_clone().unwrap())
             .status()
             .unwrap();
-        Output { status, stdout: read_all(out), stderr: read_all(err) }
+        Output {
+            status,
+            stdout: read_all(out),
+            stderr: read_all(err),
+        }
     }
 
     pub fn rt_ok(&self, args: &[&str]) -> String {
@@ -140,13 +179,23 @@ impl Bundle {
             }
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
-        panic!("container {id} never became {want}; it is {}", self.status(id));
+        panic!(
+            "container {id} never became {want}; it is {}",
+            self.status(id)
+        );
     }
 
     /// Asserts nothing of container `id` is left: state dir, cgroup dirs, mounts.
     pub fn assert_no_leaks(&self, id: &str) {
-        assert!(!self.state.path().join(id).exists(), "state dir of {id} left behind");
-        assert_eq!(cgroup_dirs(id), Vec::<PathBuf>::new(), "cgroup dirs of {id} left behind");
+        assert!(
+            !self.state.path().join(id).exists(),
+            "state dir of {id} left behind"
+        );
+        assert_eq!(
+            cgroup_dirs(id),
+            Vec::<PathBuf>::new(),
+            "cgroup dirs of {id} left behind"
+        );
         let mi = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
         let bundle = self.path().to_string_lossy().into_owned();
         assert!(!mi.contains(&bundle), "mounts under {bundle} left behind");
@@ -169,7 +218,9 @@ impl Drop for Bundle {
 /// Every cgroup directory (any controller, v1 or v2) named after `id`.
 pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else { return found };
+    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return found;
+    };
     for ctrl in rd.flatten() {
         for cand in [ctrl.path().join("berth").join(id), ctrl.path().join(id)] {
             if cand.exists() {
