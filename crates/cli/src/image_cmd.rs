@@ -81,6 +81,9 @@ pub(crate) struct PullArgs {
     /// Print only the image id.
     #[arg(short, long)]
     quiet: bool,
+    /// Layers downloaded and unpacked at once.
+    #[arg(long, default_value_t = 3)]
+    max_concurrent_downloads: usize,
 }
 
 #[derive(Debug, Args)]
@@ -236,7 +239,10 @@ fn pull(g: &Globals, a: PullArgs) -> Result<()> {
     let store = open_store(g)?;
     let reference = parse_ref(&a.name)?;
     let client = client(g, a.insecure);
-    let mut opts = PullOptions::default();
+    let mut opts = PullOptions {
+        jobs: a.max_concurrent_downloads,
+        ..Default::default()
+    };
     if let Some(p) = a.platform {
         opts.platform = p;
     }

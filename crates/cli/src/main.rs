@@ -3,8 +3,12 @@
 //! `anyhow::Result`, and berth's own errors exit with status 125 like Docker's.
 #![forbid(unsafe_code)]
 
+mod container_cmd;
 mod image_cmd;
 mod progress;
+mod ps_fmt;
+mod run_flags;
+mod template;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -44,6 +48,13 @@ enum Command {
         #[command(subcommand)]
         command: image_cmd::ImageCommand,
     },
+    #[command(flatten)]
+    Containers(container_cmd::TopCommand),
+    /// Manage containers.
+    Container {
+        #[command(subcommand)]
+        command: container_cmd::ContainerCommand,
+    },
 }
 
 /// Global settings every command group receives.
@@ -52,12 +63,15 @@ pub(crate) struct Globals {
     /// `--root`.
     pub root: PathBuf,
     /// `--runroot`.
-    #[allow(dead_code)]
     pub runroot: PathBuf,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Bad flags exit 125 like Docker's, not clap's 2.
+    let cli = Cli::try_parse().unwrap_or_else(|e| {
+        let _ = e.print();
+        std::process::exit(if e.use_stderr() { 125 } else { 0 })
+    });
     let g = Globals {
         root: cli.root,
         runroot: cli.runroot,
@@ -65,12 +79,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Images(c) => image_cmd::run_top(&g, c),
         Command::Image { command } => image_cmd::run_group(&g, command),
+        Command::Containers(c) => container_cmd::run_top(&g, c),
+        Command::Container { command } => container_cmd::run_group(&g, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("berth: {e:#}");
-            ExitCode::from(125)
+            ExitCode::from(container_cmd::exit_code_of(&e))
         }
     }
 }

@@ -38,6 +38,13 @@ fn own(fd: libc::c_int) -> OwnedFd {
     unsafe { OwnedFd::from_raw_fd(fd) }
 }
 
+/// The current directory as a dirfd (`AT_FDCWD`).
+pub(crate) fn cwd() -> BorrowedFd<'static> {
+    // SAFETY: AT_FDCWD is a sentinel, not an open fd: the kernel resolves it to the cwd on
+    // each call and it can never be closed, so borrowing it for 'static is sound.
+    unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
+}
+
 /// `openat(dir, name, flags | O_CLOEXEC, mode)`.
 pub(crate) fn openat(
     dir: BorrowedFd<'_>,

@@ -140,6 +140,8 @@ struct Unpacker {
     opts: UnpackOptions,
     cached_parent: Option<(Vec<Vec<u8>>, OwnedFd)>,
     dirs: Vec<(PathBuf, i64)>,
+    /// Copy buffer, allocated once per layer.
+    buf: Vec<u8>,
 }
 
 /// Unpack the tar stream `reader` into `dir` (which should be empty), turning `.wh.`
@@ -154,13 +156,14 @@ pub fn unpack_layer<R: Read>(
         source,
     };
     let path = sys::cstr(dir.as_os_str().as_bytes()).map_err(root_err)?;
-    let cwd = rustix_cwd();
+    let cwd = sys::cwd();
     let root = sys::openat(cwd, &path, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(root_err)?;
     let mut u = Unpacker {
         root,
         opts,
         cached_parent: None,
         dirs: Vec::new(),
+        buf: vec![0u8; 128 * 1024],
     };
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(UnpackError::Read)? {
@@ -171,12 +174,6 @@ pub fn unpack_layer<R: Read>(
     let mut rest = archive.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(UnpackError::Read)?;
     Ok(())
-}
-
-fn rustix_cwd() -> BorrowedFd<'static> {
-    // SAFETY: AT_FDCWD is a sentinel the kernel never closes; it is valid for the whole
-    // life of the process as a dirfd argument.
-    unsafe { BorrowedFd::borrow_raw(libc::AT_FDCWD) }
 }
 
 fn entry_err<'a>(
@@ -340,7 +337,7 @@ impl Unpacker {
     }
 
     fn write_file<R: Read>(
-        &self,
+        &mut self,
         parent: BorrowedFd<'_>,
         leaf: &CStr,
         entry: &mut tar::Entry<'_, R>,
@@ -359,7 +356,7 @@ impl Unpacker {
             )));
         };
         let mut file = File::from(fd);
-        copy_data(entry, &mut file).map_err(|e| match e.kind() {
+        copy_data(entry, &mut file, &mut self.buf).map_err(|e| match e.kind() {
             io::ErrorKind::FileTooLarge | io::ErrorKind::UnexpectedEof => UnpackError::Read(e),
             _ => entry_err("write", name)(e),
         })?;
@@ -545,12 +542,11 @@ fn whiteout(
     })
 }
 
-/// Copy an entry's data with a large buffer.
-fn copy_data(src: &mut impl Read, dst: &mut File) -> io::Result<()> {
+/// Copy an entry's data through `buf`.
+fn copy_data(src: &mut impl Read, dst: &mut File, buf: &mut [u8]) -> io::Result<()> {
     use std::io::Write;
-    let mut buf = vec![0u8; 256 * 1024];
     loop {
-        let n = match src.read(&mut buf) {
+        let n = match src.read(buf) {
             Ok(0) => return Ok(()),
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,

@@ -1,0 +1,565 @@
+//! The container commands: `run`, `create`, `start`, `stop`, `kill`, `restart`, `rm`,
+//! `ps`, `logs`, `exec`, `inspect`, `wait`, `pause`, `unpause`, `rename`, `top`, `port`
+//! at top level and under `berth container …` (plus `ls` and `prune`). Parsing and
+//! printing live here; the work is done by `berth_engine::Engine`.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use anyhow::{Context, Result, bail};
+use berth_engine::{Engine, EngineError, ExecRequest, LogFilter};
+use clap::{Args, Subcommand};
+
+use crate::Globals;
+use crate::ps_fmt::{self, PsArgs};
+use crate::run_flags::CreateArgs;
+use crate::template::Template;
+
+/// Container commands available at top level (and under `berth container`).
+#[derive(Debug, Subcommand)]
+pub(crate) enum TopCommand {
+    /// Create and run a new container from an image.
+    #[command(disable_help_flag = true)]
+    Run(RunArgs),
+    /// Create a new container.
+    #[command(disable_help_flag = true)]
+    Create(Box<CreateArgs>),
+    /// Start one or more stopped containers.
+    Start(StartArgs),
+    /// Stop one or more running containers.
+    Stop(StopArgs),
+    /// Kill one or more running containers.
+    Kill(KillArgs),
+    /// Restart one or more containers.
+    Restart(StopArgs),
+    /// Remove one or more containers.
+    Rm(RmArgs),
+    /// List containers.
+    Ps(PsArgs),
+    /// Fetch the logs of a container.
+    Logs(LogsArgs),
+    /// Execute a command in a running container.
+    Exec(ExecArgs),
+    /// Return low-level information on containers or images.
+    Inspect(InspectArgs),
+    /// Block until one or more containers stop, then print their exit codes.
+    Wait(Names),
+    /// Pause all processes within one or more containers.
+    Pause(Names),
+    /// Unpause all processes within one or more containers.
+    Unpause(Names),
+    /// Rename a container.
+    Rename { old: String, new: String },
+    /// Display the running processes of a container.
+    Top { container: String },
+    /// List port mappings of a container.
+    Port { container: String },
+}
+
+/// `berth container …`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum ContainerCommand {
+    #[command(flatten)]
+    Top(TopCommand),
+    /// List containers.
+    #[command(alias = "list")]
+    Ls(PsArgs),
+    /// Remove all stopped containers.
+    Prune {
+        /// Do not prompt for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// Run container in background and print container ID.
+    #[arg(short, long)]
+    detach: bool,
+    #[command(flatten)]
+    create: Box<CreateArgs>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals.
+    #[arg(short, long)]
+    attach: bool,
+    /// Attach container's STDIN.
+    #[arg(short, long)]
+    interactive: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StopArgs {
+    /// Seconds to wait before killing the container.
+    #[arg(short, long)]
+    time: Option<u32>,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct KillArgs {
+    /// Signal to send to the container.
+    #[arg(short, long, default_value = "KILL")]
+    signal: String,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RmArgs {
+    /// Force the removal of a running container (uses SIGKILL).
+    #[arg(short, long)]
+    force: bool,
+    /// Remove anonymous volumes associated with the container.
+    #[arg(short, long)]
+    volumes: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct Names {
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// Follow log output.
+    #[arg(short, long)]
+    follow: bool,
+    /// Number of lines to show from the end of the logs ("all" for all).
+    #[arg(short = 'n', long, default_value = "all")]
+    tail: String,
+    /// Show logs since a timestamp (RFC 3339) or relative (e.g. 42m).
+    #[arg(long)]
+    since: Option<String>,
+    /// Show timestamps.
+    #[arg(short, long)]
+    timestamps: bool,
+    container: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExecArgs {
+    /// Keep STDIN open even if not attached.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short, long)]
+    tty: bool,
+    /// Detached mode: run command in the background.
+    #[arg(short, long)]
+    detach: bool,
+    /// Set environment variables.
+    #[arg(short, long = "env")]
+    env: Vec<String>,
+    /// Username or UID.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Working directory inside the container.
+    #[arg(short, long)]
+    workdir: Option<String>,
+    /// Give extended privileges to the command.
+    #[arg(long)]
+    privileged: bool,
+    container: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InspectArgs {
+    /// Format output using a Go template.
+    #[arg(short, long)]
+    format: Option<String>,
+    /// Only `container` or `image`.
+    #[arg(long = "type")]
+    kind: Option<String>,
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+/// Opens the engine; the monitor binary sits next to `berth`.
+pub(crate) fn open_engine(g: &Globals) -> Result<Engine> {
+    let exe = std::env::current_exe().context("find the berth binary")?;
+    let monitor = exe
+        .parent()
+        .map(|d| d.join("berth-monitor"))
+        .unwrap_or_else(|| PathBuf::from("berth-monitor"));
+    Ok(Engine::open(&g.root, &g.runroot, &monitor)?)
+}
+
+/// The exit status for an error: the engine's (125/126/127), else 125.
+pub(crate) fn exit_code_of(e: &anyhow::Error) -> u8 {
+    e.downcast_ref::<EngineError>()
+        .map_or(125, |e| u8::try_from(e.exit_code()).unwrap_or(125))
+}
+
+/// Exits with a container's status, flushing stdout first.
+fn exit_with(code: i32) -> ! {
+    let _ = io::stdout().flush();
+    std::process::exit(code)
+}
+
+pub(crate) fn run_group(g: &Globals, c: ContainerCommand) -> Result<()> {
+    match c {
+        ContainerCommand::Top(t) => run_top(g, t),
+        ContainerCommand::Ls(a) => ps_fmt::ps(&mut open_engine(g)?, &a),
+        ContainerCommand::Prune { .. } => prune(g),
+    }
+}
+
+pub(crate) fn run_top(g: &Globals, c: TopCommand) -> Result<()> {
+    let mut e = open_engine(g)?;
+    match c {
+        TopCommand::Run(a) => run(g, &mut e, &a),
+        TopCommand::Create(a) => {
+            let req = a.request(true)?;
+            let rec = create_pulling(g, &mut e, &req, &a.pull)?;
+            println!("{}", rec.id);
+            Ok(())
+        }
+        TopCommand::Start(a) => start(&mut e, &a),
+        TopCommand::Stop(a) => each(&a.containers, |n| {
+            e.stop(n, a.time)?;
+            Ok(())
+        }),
+        TopCommand::Restart(a) => each(&a.containers, |n| {
+            e.stop(n, a.time)?;
+            e.start(n, false)?;
+            Ok(())
+        }),
+        TopCommand::Kill(a) => {
+            let sig = if a.signal.starts_with("SIG") || a.signal.parse::<i32>().is_ok() {
+                a.signal.clone()
+            } else {
+                format!("SIG{}", a.signal.to_uppercase())
+            };
+            each(&a.containers, |n| {
+                e.kill(n, &sig)?;
+                Ok(())
+            })
+        }
+        TopCommand::Rm(a) => each(&a.containers, |n| {
+            e.remove(n, a.force, a.volumes)?;
+            Ok(())
+        }),
+        TopCommand::Ps(a) => ps_fmt::ps(&mut e, &a),
+        TopCommand::Logs(a) => logs(&mut e, &a),
+        TopCommand::Exec(a) => exec(&mut e, &a),
+        TopCommand::Inspect(a) => inspect(&mut e, &a),
+        TopCommand::Wait(a) => each(&a.containers, |n| {
+            println!("{}", e.wait(n)?);
+            Ok(())
+        }),
+        TopCommand::Pause(a) => each(&a.containers, |n| {
+            e.pause(n, true)?;
+            Ok(())
+        }),
+        TopCommand::Unpause(a) => each(&a.containers, |n| {
+            e.pause(n, false)?;
+            Ok(())
+        }),
+        TopCommand::Rename { old, new } => Ok(e.rename(&old, &new)?),
+        TopCommand::Top { container } => ps_fmt::top(&mut e, &container),
+        TopCommand::Port { container } => {
+            e.get(&container)?;
+            Ok(())
+        }
+    }
+}
+
+/// Runs `f` on each name, printing the name on success (Docker's habit) and every error;
+/// fails if any failed.
+fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<()> {
+    let mut last = None;
+    for n in names {
+        match f(n) {
+            Ok(()) => println!("{n}"),
+            Err(e) => {
+                eprintln!("berth: Error response from daemon: {e:#}");
+                last = Some(e);
+            }
+        }
+    }
+    match last {
+        None => Ok(()),
+        Some(e) if names.len() == 1 => Err(e),
+        Some(_) => bail!("some containers failed"),
+    }
+}
+
+fn create_pulling(
+    g: &Globals,
+    e: &mut Engine,
+    req: &berth_engine::CreateRequest,
+    pull: &str,
+) -> Result<berth_engine::ContainerRecord> {
+    if !["missing", "always", "never"].contains(&pull) {
+        bail!("invalid pull option: '{pull}': must be one of \"always\", \"missing\" or \"never\"");
+    }
+    let have = e.image_store()?.resolve(&req.image).is_ok();
+    if pull == "always" || (pull == "missing" && !have) {
+        if !have {
+            eprintln!("Unable to find image '{}' locally", req.image);
+        }
+        pull_image(g, &req.image)?;
+    }
+    Ok(e.create(req)?)
+}
+
+fn pull_image(g: &Globals, name: &str) -> Result<()> {
+    let store = berth_image::Store::open(&g.root)?;
+    let reference: berth_image::Reference = name.parse()?;
+    let client = berth_image::RegistryClient::new(berth_image::ClientOptions {
+        insecure: std::env::var("BERTH_INSECURE_REGISTRIES")
+            .map(|v| v.split(',').map(str::to_string).collect())
+            .unwrap_or_default(),
+        auth: berth_image::AuthFiles::standard(&g.root),
+    });
+    let opts = berth_image::PullOptions::default();
+    berth_image::pull(&store, &client, &reference, &opts, &berth_image::NoProgress)?;
+    Ok(())
+}
+
+fn run(g: &Globals, e: &mut Engine, a: &RunArgs) -> Result<()> {
+    let c = &a.create;
+    let req = c.request(a.detach)?;
+    let rec = create_pulling(g, e, &req, &c.pull)?;
+    if a.detach {
+        e.start(&rec.id, false)?;
+        println!("{}", rec.id);
+        return Ok(());
+    }
+    let _raw = if c.tty { RawMode::enter() } else { None };
+    let attached = e.start(&rec.id, true)?;
+    let code = e.wait_attached(attached, !c.tty)?;
+    drop(_raw);
+    exit_with(code)
+}
+
+fn start(e: &mut Engine, a: &StartArgs) -> Result<()> {
+    if a.attach {
+        let [name] = a.containers.as_slice() else {
+            bail!("you cannot start and attach multiple containers at once");
+        };
+        let rec = e.get(name)?;
+        let _raw = if rec.config.tty {
+            RawMode::enter()
+        } else {
+            None
+        };
+        let att = e.start(name, true)?;
+        let code = e.wait_attached(att, !rec.config.tty)?;
+        drop(_raw);
+        exit_with(code);
+    }
+    let _ = a.interactive;
+    each(&a.containers, |n| {
+        e.start(n, false)?;
+        Ok(())
+    })
+}
+
+/// The terminal in raw mode while a `-t` container is attached; restored on drop.
+struct RawMode {
+    saved: nix::sys::termios::Termios,
+}
+
+impl RawMode {
+    fn enter() -> Option<RawMode> {
+        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+        let stdin = io::stdin();
+        if !stdin.is_terminal() {
+            return None;
+        }
+        let saved = tcgetattr(&stdin).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode { saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = nix::sys::termios::tcsetattr(
+            io::stdin(),
+            nix::sys::termios::SetArg::TCSANOW,
+            &self.saved,
+        );
+    }
+}
+
+fn parse_since(s: &str) -> Result<SystemTime> {
+    if let Some(t) = berth_engine::parse_time(s) {
+        return Ok(t);
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return Ok(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs));
+    }
+    let (num, unit) = s.split_at(s.len().saturating_sub(1));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("invalid value for \"since\": `{s}`"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => bail!("invalid value for \"since\": `{s}`"),
+    };
+    Ok(SystemTime::now() - Duration::from_secs(secs))
+}
+
+fn logs(e: &mut Engine, a: &LogsArgs) -> Result<()> {
+    let rec = e.get(&a.container)?;
+    if rec.host_config.log_driver == "none" {
+        bail!("configured logging driver does not support reading");
+    }
+    let path = e.log_path(&rec.id);
+    let filter = LogFilter {
+        tail: if a.tail == "all" {
+            None
+        } else {
+            Some(
+                a.tail
+                    .parse()
+                    .with_context(|| format!("invalid --tail `{}`", a.tail))?,
+            )
+        },
+        since: a.since.as_deref().map(parse_since).transpose()?,
+    };
+    let (entries, mut offset) = berth_engine::read_log(&path, 0)?;
+    print_entries(berth_engine::filter_logs(entries, &filter), a.timestamps)?;
+    if !a.follow {
+        return Ok(());
+    }
+    loop {
+        let active = e.get(&rec.id).map(|r| r.is_active()).unwrap_or(false);
+        let (entries, next) = berth_engine::read_log(&path, offset)?;
+        offset = next;
+        print_entries(entries, a.timestamps)?;
+        if !active {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn print_entries(entries: Vec<berth_engine::LogEntry>, ts: bool) -> Result<()> {
+    let mut out = io::stdout().lock();
+    let mut err = io::stderr().lock();
+    for en in entries {
+        let w: &mut dyn Write = if en.stream == "stderr" {
+            &mut err
+        } else {
+            &mut out
+        };
+        if ts {
+            write!(w, "{} ", en.time)?;
+        }
+        w.write_all(en.log.as_bytes())?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
+fn exec(e: &mut Engine, a: &ExecArgs) -> Result<()> {
+    let req = ExecRequest {
+        cmd: a.command.clone(),
+        env: a.env.clone(),
+        user: a.user.clone(),
+        working_dir: a.workdir.clone(),
+        tty: a.tty,
+        interactive: a.interactive,
+        detach: a.detach,
+        privileged: a.privileged,
+    };
+    let code = e.exec(&a.container, &req)?;
+    exit_with(code)
+}
+
+fn inspect(e: &mut Engine, a: &InspectArgs) -> Result<()> {
+    let tpl = a.format.as_deref().map(Template::parse).transpose()?;
+    let mut docs = Vec::new();
+    let mut failed = None;
+    for n in &a.names {
+        let doc = match a.kind.as_deref() {
+            Some("image") => image_doc(e, n),
+            Some("container") => e.get(n).map(|r| e.inspect_value(&r)).map_err(Into::into),
+            _ => e
+                .get(n)
+                .map(|r| e.inspect_value(&r))
+                .map_err(anyhow::Error::from)
+                .or_else(|_| image_doc(e, n))
+                .map_err(|_| anyhow::anyhow!("No such object: {n}")),
+        };
+        match doc {
+            Ok(d) => docs.push(d),
+            Err(err) => {
+                eprintln!("berth: Error: {err:#}");
+                failed = Some(err);
+            }
+        }
+    }
+    match &tpl {
+        Some(t) => {
+            for d in &docs {
+                println!("{}", t.render(d)?);
+            }
+        }
+        None => println!("{}", serde_json::to_string_pretty(&docs)?),
+    }
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
+}
+
+fn image_doc(e: &Engine, name: &str) -> Result<serde_json::Value> {
+    let img = e.image_store()?.resolve(name)?;
+    let cfg = serde_json::to_value(img.config.config()).unwrap_or_default();
+    Ok(serde_json::json!({
+        "Id": img.record.id.to_string(),
+        "RepoTags": img.repo_tags,
+        "RepoDigests": img.repo_digests,
+        "Created": img.record.created,
+        "Size": img.record.size,
+        "Architecture": img.config.architecture().to_string(),
+        "Os": img.config.os().to_string(),
+        "Config": cfg,
+        "RootFS": {"Type": "layers", "Layers": img.record.layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()},
+    }))
+}
+
+fn prune(g: &Globals) -> Result<()> {
+    let mut e = open_engine(g)?;
+    let mut n = 0;
+    println!("Deleted Containers:");
+    for r in e.list()? {
+        if !r.is_active() {
+            e.remove(&r.id, false, false)?;
+            println!("{}", r.id);
+            n += 1;
+        }
+    }
+    println!("\nTotal reclaimed containers: {n}");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        crate::Cli::command().debug_assert();
+    }
+}
