@@ -148,7 +148,7 @@ pub(crate) fn parse_size(s: &str) -> Option<i64> {
         _ => (t, 1),
     };
     let n: f64 = num.parse().ok()?;
-    (n >= 0.0).then(|| (n * mult as f64) as i64)
+    (n >= 0.0).then_some((n * mult as f64) as i64)
 }
 
 fn size_flag(v: &Option<String>, flag: &str) -> Result<i64> {

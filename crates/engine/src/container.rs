@@ -1,0 +1,351 @@
+//! The engine handle and the container's creation: image config + flags → record, the
+//! container's directory, and starting it through its monitor.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use berth_image::Store;
+use berth_runtime::state::StateRoot;
+
+use crate::db::{Db, DbError};
+use crate::record::{Config, ContainerRecord, HostConfig, MountPoint, State};
+use crate::{EngineError, io_err, names, sys};
+
+/// The engine over one `--root`/`--runroot` pair.
+#[derive(Debug)]
+pub struct Engine {
+    pub(crate) root: PathBuf,
+    pub(crate) runroot: PathBuf,
+    pub(crate) db: Db,
+    monitor: PathBuf,
+}
+
+/// What the user asked for with `create`/`run`, before the image's config is merged in.
+#[derive(Debug, Clone, Default)]
+pub struct CreateRequest {
+    pub image: String,
+    pub name: Option<String>,
+    /// Arguments after the image name (replace the image's Cmd when not empty).
+    pub cmd: Vec<String>,
+    /// `--entrypoint` (`Some("")` clears the image's).
+    pub entrypoint: Option<String>,
+    pub env: Vec<String>,
+    pub user: Option<String>,
+    pub working_dir: Option<String>,
+    pub hostname: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub tty: bool,
+    pub open_stdin: bool,
+    pub stop_signal: Option<String>,
+    pub stop_timeout: Option<u32>,
+    pub host: HostConfig,
+}
+
+/// A started container whose monitor reports to us until it exits.
+#[derive(Debug)]
+pub struct Attached {
+    pub id: String,
+    /// Host pid of the container's init.
+    pub pid: i32,
+    pub(crate) status: Option<BufReader<File>>,
+}
+
+impl Engine {
+    /// Opens the engine's state; `monitor` is the path of the `berth-monitor` binary.
+    pub fn open(root: &Path, runroot: &Path, monitor: &Path) -> Result<Engine, EngineError> {
+        for d in [
+            root.join("containers"),
+            root.join("volumes"),
+            runroot.into(),
+        ] {
+            fs::create_dir_all(&d).map_err(io_err(format!("create `{}`", d.display())))?;
+        }
+        let db = Db::open(&root.join("berth.db"))?;
+        Ok(Engine {
+            root: root.to_path_buf(),
+            runroot: runroot.to_path_buf(),
+            db,
+            monitor: monitor.to_path_buf(),
+        })
+    }
+
+    /// `<root>/containers/<id>`: bundle, rootfs mount point, `/etc` files, log.
+    pub fn container_dir(&self, id: &str) -> PathBuf {
+        self.root.join("containers").join(id)
+    }
+
+    /// The json-file log of a container.
+    pub fn log_path(&self, id: &str) -> PathBuf {
+        self.container_dir(id).join(format!("{id}-json.log"))
+    }
+
+    /// The runtime's state root for berth's containers.
+    pub fn runtime_root(&self) -> StateRoot {
+        StateRoot::new(self.runroot.join("runtime"))
+    }
+
+    /// `<root>/volumes/<name>/_data`.
+    pub fn volume_path(&self, name: &str) -> PathBuf {
+        self.root.join("volumes").join(name).join("_data")
+    }
+
+    /// The image store under the same root.
+    pub fn image_store(&self) -> Result<Store, EngineError> {
+        Ok(Store::open(&self.root)?)
+    }
+
+    /// `create`: resolves the image, merges its config with the request, stores the record
+    /// and makes the container's directory and volumes. Nothing runs yet.
+    pub fn create(&mut self, req: &CreateRequest) -> Result<ContainerRecord, EngineError> {
+        let store = self.image_store()?;
+        let image = store.resolve(&req.image)?;
+        if let Some(n) = &req.name
+            && !names::valid_name(n)
+        {
+            return Err(EngineError::InvalidName(n.clone()));
+        }
+        let id = names::new_id();
+        let mut rec = ContainerRecord {
+            id: id.clone(),
+            name: req.name.clone().unwrap_or_else(|| names::random_name(0)),
+            created: crate::time::now(),
+            image_id: image.record.id.to_string(),
+            config: merge_config(req, &image.config, &id),
+            host_config: req.host.clone(),
+            state: State::default(),
+        };
+        add_image_volumes(&mut rec);
+        // The record first: a crash after this leaves a `Created` container that `rm`
+        // cleans, never a directory nobody knows about.
+        let mut attempt = 0;
+        loop {
+            match self.db.insert(&rec) {
+                Err(DbError::NameInUse { .. }) if req.name.is_none() && attempt < 20 => {
+                    attempt += 1;
+                    rec.name = names::random_name(attempt);
+                }
+                r => break r?,
+            }
+        }
+        let dir = self.container_dir(&id);
+        for d in [dir.join("rootfs"), dir.join("upper"), dir.join("work")] {
+            fs::create_dir_all(&d).map_err(io_err(format!("create `{}`", d.display())))?;
+        }
+        for m in rec
+            .host_config
+            .mounts
+            .iter()
+            .filter(|m| m.r#type == "volume")
+        {
+            let p = self.volume_path(&m.source);
+            fs::create_dir_all(&p).map_err(io_err(format!("create volume `{}`", p.display())))?;
+        }
+        Ok(rec)
+    }
+
+    /// Starts a created or exited container through a new monitor. With `attach` the
+    /// monitor serves our stdio (stdin too if the container has `-i`) and reports the exit
+    /// code to [`Attached::status`]; otherwise it detaches from us completely.
+    pub fn start(&mut self, key: &str, attach: bool) -> Result<Attached, EngineError> {
+        let rec = self.refresh(self.db.get(key)?)?;
+        if rec.is_active() {
+            return Ok(Attached {
+                id: rec.id,
+                pid: rec.state.pid,
+                status: None,
+            });
+        }
+        let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| io_err("create status pipe")(e.into()))?;
+        let mut cmd = Command::new(&self.monitor);
+        cmd.arg(&self.root)
+            .arg(&self.runroot)
+            .arg(&rec.id)
+            .arg(if attach { "attach" } else { "detach" });
+        if !attach {
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null());
+        } else if !rec.config.open_stdin {
+            cmd.stdin(Stdio::null());
+        }
+        sys::pass_status_fd(&mut cmd, &wr);
+        let child = cmd
+            .spawn()
+            .map_err(io_err(format!("run `{}`", self.monitor.display())))?;
+        drop(wr);
+        // The monitor is its own session leader and outlives us; we never wait for it
+        // (its exit is reported through the pipe), so do not keep the handle.
+        drop(child);
+        let mut status = BufReader::new(File::from(rd));
+        let mut line = String::new();
+        status
+            .read_line(&mut line)
+            .map_err(io_err("read the monitor's report"))?;
+        match parse_report(&line) {
+            Report::Started(pid) => Ok(Attached {
+                id: rec.id,
+                pid,
+                status: attach.then_some(status),
+            }),
+            Report::Error(code, message) => Err(EngineError::StartFailed { code, message }),
+            Report::Exit(_) | Report::Lost => Err(EngineError::MonitorLost(rec.id)),
+        }
+    }
+}
+
+/// A line from the monitor.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Report {
+    Started(i32),
+    Error(i32, String),
+    Exit(i32),
+    Lost,
+}
+
+pub(crate) fn parse_report(line: &str) -> Report {
+    let line = line.trim_end_matches('\n');
+    let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+    match word {
+        "started" => rest.parse().map_or(Report::Lost, Report::Started),
+        "exit" => rest.parse().map_or(Report::Lost, Report::Exit),
+        "error" => {
+            let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
+            Report::Error(code.parse().unwrap_or(125), msg.to_string())
+        }
+        _ => Report::Lost,
+    }
+}
+
+fn merge_config(
+    req: &CreateRequest,
+    image: &oci_spec::image::ImageConfiguration,
+    id: &str,
+) -> Config {
+    let ic = image.config().clone().unwrap_or_default();
+    let mut env = ic.env().clone().unwrap_or_default();
+    for e in &req.env {
+        let key = e.split('=').next().unwrap_or(e);
+        env.retain(|x| x.split('=').next() != Some(key));
+        env.push(e.clone());
+    }
+    let (entrypoint, cmd) = match &req.entrypoint {
+        Some(ep) => {
+            let ep = if ep.is_empty() {
+                vec![]
+            } else {
+                vec![ep.clone()]
+            };
+            (ep, req.cmd.clone())
+        }
+        None => {
+            let cmd = if req.cmd.is_empty() {
+                ic.cmd().clone().unwrap_or_default()
+            } else {
+                req.cmd.clone()
+            };
+            (ic.entrypoint().clone().unwrap_or_default(), cmd)
+        }
+    };
+    let mut labels: BTreeMap<String, String> = ic
+        .labels()
+        .clone()
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    labels.extend(req.labels.clone());
+    Config {
+        hostname: req.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
+        user: req
+            .user
+            .clone()
+            .or_else(|| ic.user().clone())
+            .unwrap_or_default(),
+        env,
+        cmd,
+        entrypoint,
+        working_dir: req
+            .working_dir
+            .clone()
+            .or_else(|| ic.working_dir().clone())
+            .unwrap_or_default(),
+        labels,
+        tty: req.tty,
+        open_stdin: req.open_stdin,
+        stop_signal: req
+            .stop_signal
+            .clone()
+            .or_else(|| ic.stop_signal().clone())
+            .unwrap_or_else(|| "SIGTERM".into()),
+        stop_timeout: req.stop_timeout,
+        image: req.image.clone(),
+        volumes: ic.volumes().clone().unwrap_or_default(),
+    }
+}
+
+/// Each `VOLUME` of the image not covered by a user mount gets an anonymous volume.
+fn add_image_volumes(rec: &mut ContainerRecord) {
+    for v in rec.config.volumes.clone() {
+        if rec.host_config.mounts.iter().any(|m| m.destination == v) {
+            continue;
+        }
+        rec.host_config.mounts.push(MountPoint {
+            r#type: "volume".into(),
+            source: names::new_id(),
+            destination: v,
+            read_only: false,
+            options: vec![],
+            anonymous: true,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_parse() {
+        assert_eq!(parse_report("started 42\n"), Report::Started(42));
+        assert_eq!(parse_report("exit 137\n"), Report::Exit(137));
+        assert_eq!(
+            parse_report("error 127 exec: not found\n"),
+            Report::Error(127, "exec: not found".into())
+        );
+        assert_eq!(parse_report(""), Report::Lost);
+    }
+
+    #[test]
+    fn entrypoint_flag_replaces_image_cmd() {
+        let image: oci_spec::image::ImageConfiguration =
+            serde_json::from_value(serde_json::json!({
+                "architecture": "amd64", "os": "linux",
+                "rootfs": {"type": "layers", "diff_ids": []},
+                "config": {"Env": ["PATH=/bin", "A=1"], "Cmd": ["sh"], "Entrypoint": ["/init"],
+                           "StopSignal": "SIGQUIT", "Volumes": {"/data": {}}}
+            }))
+            .unwrap();
+        let id = "0123456789abcdef";
+        let mut req = CreateRequest {
+            env: vec!["A=2".into()],
+            ..Default::default()
+        };
+        let c = merge_config(&req, &image, id);
+        assert_eq!(c.entrypoint, ["/init"]);
+        assert_eq!(c.cmd, ["sh"]);
+        assert_eq!(c.env, ["PATH=/bin", "A=2"]);
+        assert_eq!(c.hostname, "0123456789ab");
+        assert_eq!(c.stop_signal, "SIGQUIT");
+        assert_eq!(c.volumes, ["/data"]);
+        req.entrypoint = Some("echo".into());
+        req.cmd = vec!["hi".into()];
+        let c = merge_config(&req, &image, id);
+        assert_eq!(
+            (c.entrypoint, c.cmd),
+            (vec!["echo".into()], vec!["hi".into()])
+        );
+    }
+}

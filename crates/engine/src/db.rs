@@ -1,0 +1,277 @@
+//! The metadata store: one SQLite database (`<root>/berth.db`) in WAL mode. Every writer
+//! runs in a `BEGIN IMMEDIATE` transaction, so concurrent `berth` processes serialise on
+//! the database lock (bounded by `busy_timeout`) instead of failing with SQLITE_BUSY.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::record::ContainerRecord;
+
+/// Why a metadata operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("open metadata store `{path}`: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("metadata store: {op}: {source}")]
+    Query {
+        op: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("metadata store: record of container `{id}` is corrupt: {source}")]
+    Corrupt {
+        id: String,
+        source: serde_json::Error,
+    },
+    #[error(
+        "Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name."
+    )]
+    NameInUse { name: String, id: String },
+    #[error("No such container: {0}")]
+    NotFound(String),
+    #[error("multiple containers match `{0}`; give more of the id")]
+    Ambiguous(String),
+    #[error("container `{0}` is being removed")]
+    Removing(String),
+}
+
+fn q(op: &'static str) -> impl FnOnce(rusqlite::Error) -> DbError {
+    move |source| DbError::Query { op, source }
+}
+
+/// An open metadata store.
+#[derive(Debug)]
+pub struct Db {
+    conn: Connection,
+}
+
+const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS containers (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    created TEXT NOT NULL,
+    record TEXT NOT NULL
+);";
+
+impl Db {
+    /// Opens (creating if needed) the store at `path`.
+    pub fn open(path: &Path) -> Result<Db, DbError> {
+        let open_err = |source| DbError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(open_err)?;
+        conn.busy_timeout(Duration::from_secs(30))
+            .map_err(open_err)?;
+        // WAL lets readers run beside the one writer; NORMAL skips the fsync per commit
+        // (a power cut may lose the last commits, never corrupt the file).
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(open_err)?;
+        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        Ok(Db { conn })
+    }
+
+    /// Adds a new container; fails if its name is taken.
+    pub fn insert(&mut self, rec: &ContainerRecord) -> Result<(), DbError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(q("begin"))?;
+        let holder: Option<String> = tx
+            .query_row(
+                "SELECT id FROM containers WHERE name = ?1",
+                params![rec.name],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(q("look up name"))?;
+        if let Some(id) = holder {
+            return Err(DbError::NameInUse {
+                name: rec.name.clone(),
+                id,
+            });
+        }
+        tx.execute(
+            "INSERT INTO containers (id, name, created, record) VALUES (?1, ?2, ?3, ?4)",
+            params![rec.id, rec.name, rec.created, to_json(rec)],
+        )
+        .map_err(q("insert container"))?;
+        tx.commit().map_err(q("commit"))
+    }
+
+    /// Finds a container by full id, name or unique id prefix.
+    pub fn get(&self, key: &str) -> Result<ContainerRecord, DbError> {
+        let key = key.strip_prefix('/').unwrap_or(key);
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, record FROM containers WHERE id = ?1 OR name = ?1
+                 UNION ALL SELECT id, record FROM containers WHERE id LIKE ?2 AND id != ?1 LIMIT 3",
+            )
+            .map_err(q("prepare lookup"))?;
+        let prefix = format!("{}%", key.replace(['%', '_'], ""));
+        let rows: Vec<(String, String)> = stmt
+            .query_map(params![key, prefix], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(q("look up container"))?
+            .collect::<Result<_, _>>()
+            .map_err(q("read container"))?;
+        let exact = rows.first();
+        match (exact, rows.len()) {
+            (None, _) => Err(DbError::NotFound(key.to_string())),
+            (Some((id, text)), 1) => from_json(id, text),
+            (Some((id, text)), _) if id == key => from_json(id, text),
+            _ => {
+                // An exact name match wins over prefixes of other ids.
+                let named: Vec<_> = rows
+                    .iter()
+                    .filter_map(|(id, t)| from_json(id, t).ok())
+                    .filter(|r| r.name == key || r.id == key)
+                    .collect();
+                named
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| DbError::Ambiguous(key.to_string()))
+            }
+        }
+    }
+
+    /// Every container, oldest first.
+    pub fn list(&self) -> Result<Vec<ContainerRecord>, DbError> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT id, record FROM containers ORDER BY created, id")
+            .map_err(q("prepare list"))?;
+        let rows: Vec<(String, String)> = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(q("list containers"))?
+            .collect::<Result<_, _>>()
+            .map_err(q("read containers"))?;
+        rows.iter().map(|(id, t)| from_json(id, t)).collect()
+    }
+
+    /// Read-modify-write of one record under the write lock. Returns the new record.
+    pub fn update(
+        &mut self,
+        id: &str,
+        change: impl FnOnce(&mut ContainerRecord) -> Result<(), DbError>,
+    ) -> Result<ContainerRecord, DbError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(q("begin"))?;
+        let text: Option<String> = tx
+            .query_row(
+                "SELECT record FROM containers WHERE id = ?1",
+                params![id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(q("read container"))?;
+        let mut rec = from_json(id, &text.ok_or_else(|| DbError::NotFound(id.into()))?)?;
+        let old_name = rec.name.clone();
+        change(&mut rec)?;
+        if rec.name != old_name {
+            let holder: Option<String> = tx
+                .query_row(
+                    "SELECT id FROM containers WHERE name = ?1",
+                    params![rec.name],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(q("look up name"))?;
+            if let Some(holder) = holder {
+                return Err(DbError::NameInUse {
+                    name: rec.name,
+                    id: holder,
+                });
+            }
+        }
+        tx.execute(
+            "UPDATE containers SET name = ?2, record = ?3 WHERE id = ?1",
+            params![id, rec.name, to_json(&rec)],
+        )
+        .map_err(q("update container"))?;
+        tx.commit().map_err(q("commit"))?;
+        Ok(rec)
+    }
+
+    /// Deletes a record (no error if it is already gone).
+    pub fn remove(&mut self, id: &str) -> Result<(), DbError> {
+        self.conn
+            .execute("DELETE FROM containers WHERE id = ?1", params![id])
+            .map_err(q("delete container"))?;
+        Ok(())
+    }
+}
+
+fn to_json(rec: &ContainerRecord) -> String {
+    serde_json::to_string(rec).unwrap_or_default()
+}
+
+fn from_json(id: &str, text: &str) -> Result<ContainerRecord, DbError> {
+    serde_json::from_str(text).map_err(|source| DbError::Corrupt {
+        id: id.to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(id: &str, name: &str) -> ContainerRecord {
+        ContainerRecord {
+            id: id.into(),
+            name: name.into(),
+            created: format!("2026-01-01T00:00:00.{id}Z"),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn insert_get_update_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("b.db")).unwrap();
+        db.insert(&rec("abc123", "one")).unwrap();
+        db.insert(&rec("abd456", "two")).unwrap();
+        assert_eq!(db.get("one").unwrap().id, "abc123");
+        assert_eq!(db.get("abd").unwrap().name, "two");
+        assert!(matches!(db.get("ab"), Err(DbError::Ambiguous(_))));
+        assert!(matches!(db.get("zz"), Err(DbError::NotFound(_))));
+        let e = db.insert(&rec("ffff", "one")).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("already in use by container \"abc123\"")
+        );
+        let e = db
+            .update("abd456", |r| {
+                r.name = "one".into();
+                Ok(())
+            })
+            .unwrap_err();
+        assert!(matches!(e, DbError::NameInUse { .. }));
+        db.update("abd456", |r| {
+            r.name = "three".into();
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(db.get("three").unwrap().id, "abd456");
+        assert_eq!(db.list().unwrap().len(), 2);
+        db.remove("abc123").unwrap();
+        assert_eq!(db.list().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_name_that_is_also_an_id_prefix_finds_the_named_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut db = Db::open(&dir.path().join("b.db")).unwrap();
+        db.insert(&rec("abc123", "x")).unwrap();
+        db.insert(&rec("ffff00", "abc")).unwrap();
+        assert_eq!(db.get("abc").unwrap().id, "ffff00");
+    }
+}

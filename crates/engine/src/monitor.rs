@@ -1,0 +1,288 @@
+//! The per-container monitor (`berth-monitor ROOT RUNROOT ID attach|detach`): it mounts the
+//! rootfs, writes the spec, creates and starts the container through the runtime library,
+//! then holds its stdio or pty, writes the json-file log, records the exit code and time,
+//! and applies `--rm` and the restart policy. It is single-threaded (the runtime forks).
+//!
+//! It reports to the `berth` process that started it over fd 3, one line each:
+//! `started PID`, `error CODE MESSAGE` or `exit CODE`.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::Duration;
+
+use berth_runtime::container::{self, CreateOptions};
+use berth_runtime::foreground;
+
+use crate::container::Engine;
+use crate::db::DbError;
+use crate::record::{ContainerRecord, Status};
+use crate::serve::{Stdio, serve};
+use crate::{EngineError, prepare};
+
+/// How one run of the container ended.
+struct Ended {
+    code: i32,
+}
+
+struct Monitor {
+    engine: Engine,
+    id: String,
+    status: Option<File>,
+    attach: bool,
+    sigfd: OwnedFd,
+}
+
+/// The monitor's `main`; returns its exit status.
+pub fn monitor_main(args: &[String]) -> i32 {
+    let status = crate::sys::take_status_fd();
+    let [root, runroot, id, mode] = args else {
+        eprintln!("usage: berth-monitor ROOT RUNROOT ID attach|detach");
+        return 2;
+    };
+    // Our own session: a terminal hang-up or Ctrl-C in the caller's group is not ours.
+    let _ = nix::unistd::setsid();
+    let setup = || -> Result<(Engine, OwnedFd), EngineError> {
+        foreground::become_subreaper().map_err(crate::io_err("become subreaper"))?;
+        let sigfd = foreground::block_signals().map_err(crate::io_err("block signals"))?;
+        let engine = Engine::open(root.as_ref(), runroot.as_ref(), "".as_ref())?;
+        Ok((engine, sigfd))
+    };
+    let mut status = status;
+    let (engine, sigfd) = match setup() {
+        Ok(x) => x,
+        Err(e) => {
+            report(&mut status, &format!("error 125 {e}"));
+            return 125;
+        }
+    };
+    let mut m = Monitor {
+        engine,
+        id: id.clone(),
+        status,
+        attach: mode == "attach",
+        sigfd,
+    };
+    m.run()
+}
+
+fn report(status: &mut Option<File>, line: &str) {
+    if let Some(f) = status
+        && writeln!(f, "{line}").is_err()
+    {
+        *status = None;
+    }
+}
+
+impl Monitor {
+    /// Runs the container until it exits for good (restarts included).
+    fn run(&mut self) -> i32 {
+        let mut first = true;
+        loop {
+            let ended = match self.run_once(first) {
+                Ok(e) => e,
+                Err(e) => {
+                    let code = e.exit_code();
+                    self.fail(code, &e);
+                    return code;
+                }
+            };
+            first = false;
+            match self.after_exit(ended.code) {
+                Ok(Some(delay)) => std::thread::sleep(delay),
+                Ok(None) => {
+                    report(&mut self.status, &format!("exit {}", ended.code));
+                    return ended.code;
+                }
+                Err(_) => {
+                    report(&mut self.status, &format!("exit {}", ended.code));
+                    return ended.code;
+                }
+            }
+        }
+    }
+
+    /// A start failed: undo what was set up and record the error.
+    fn fail(&mut self, code: i32, e: &EngineError) {
+        let msg = e.to_string();
+        let _ = container::delete(&self.engine.runtime_root(), &self.id, true);
+        let _ = prepare::unmount(&self.engine, &self.id);
+        let auto_remove = self
+            .engine
+            .db
+            .update(&self.id, |r| {
+                r.state.status = if r.state.status == Status::Dead {
+                    Status::Dead
+                } else if r.state.restart_count > 0 {
+                    Status::Exited
+                } else {
+                    Status::Created
+                };
+                r.state.error = msg.clone();
+                r.state.exit_code = code;
+                r.state.pid = 0;
+                r.state.monitor_pid = 0;
+                Ok(())
+            })
+            .map(|r| r.host_config.auto_remove)
+            .unwrap_or(false);
+        if auto_remove {
+            let _ = self.engine.remove(&self.id, true, true);
+        }
+        report(
+            &mut self.status,
+            &format!("error {code} {}", msg.replace('\n', " ")),
+        );
+    }
+
+    fn run_once(&mut self, first: bool) -> Result<Ended, EngineError> {
+        let me = std::process::id() as i32;
+        let start = crate::lifecycle::process_start_time(me).unwrap_or(0);
+        // Claim the container; a concurrent `rm -f` marks it Dead first and we back off.
+        let rec = self.engine.db.update(&self.id, |r| {
+            if r.state.status == Status::Dead {
+                return Err(DbError::Removing(r.id.clone()));
+            }
+            r.state.monitor_pid = me;
+            r.state.monitor_start = start;
+            r.state.stopped_by_user = r.state.stopped_by_user && !first;
+            Ok(())
+        })?;
+        let argv = rec.argv();
+        if argv.is_empty() {
+            return Err(EngineError::NoCommand);
+        }
+        prepare::rootfs(&self.engine, &rec)?;
+        let spec = prepare::spec(&mut self.engine, &rec, &argv)?;
+        let dir = self.engine.container_dir(&self.id);
+        let text = serde_json::to_vec(&spec).map_err(crate::spec::SpecBuildError::Spec)?;
+        std::fs::write(dir.join("config.json"), text).map_err(crate::io_err(format!(
+            "write `{}/config.json`",
+            dir.display()
+        )))?;
+        let stdio = Stdio::redirect(&rec, self.attach)?;
+        let opts = CreateOptions {
+            id: self.id.clone(),
+            bundle: dir,
+            ..Default::default()
+        };
+        let created = container::create(&self.engine.runtime_root(), &opts);
+        let stdio = stdio.after_create();
+        let created = created?;
+        let mode = crate::network::parse_mode(&rec.host_config.network_mode)?;
+        crate::network::attach(&mode, &self.id, created.pid)?;
+        let rec = self.mark_running(created.pid)?;
+        container::start(&self.engine.runtime_root(), &self.id)?;
+        report(&mut self.status, &format!("started {}", created.pid));
+        let log = open_log(&self.engine, &rec);
+        let code = serve(created.pid, &self.sigfd, stdio, created.console, log);
+        Ok(Ended { code })
+    }
+
+    fn mark_running(&mut self, pid: i32) -> Result<ContainerRecord, EngineError> {
+        let rec = self.engine.db.update(&self.id, |r| {
+            if r.state.status == Status::Dead {
+                return Err(DbError::Removing(r.id.clone()));
+            }
+            r.state.status = Status::Running;
+            r.state.pid = pid;
+            r.state.started_at = crate::time::now();
+            r.state.error.clear();
+            r.state.exit_code = 0;
+            r.state.oom_killed = false;
+            Ok(())
+        })?;
+        Ok(rec)
+    }
+
+    /// Records the exit; returns the delay before a restart, or `None` when done.
+    fn after_exit(&mut self, code: i32) -> Result<Option<Duration>, EngineError> {
+        let rt = self.engine.runtime_root();
+        let oom = container::oom_kills(&rt, &self.id).unwrap_or(0) > 0;
+        let _ = container::delete(&rt, &self.id, true);
+        let _ = prepare::unmount(&self.engine, &self.id);
+        if let Ok(mode) =
+            crate::network::parse_mode(&self.engine.db.get(&self.id)?.host_config.network_mode)
+        {
+            crate::network::detach(&mode, &self.id);
+        }
+        let rec = self.engine.db.update(&self.id, |r| {
+            r.state.exit_code = code;
+            r.state.oom_killed = oom;
+            r.state.finished_at = crate::time::now();
+            r.state.pid = 0;
+            if r.state.status != Status::Dead {
+                r.state.status = if should_restart(r, code) {
+                    r.state.restart_count += 1;
+                    Status::Restarting
+                } else {
+                    Status::Exited
+                };
+            }
+            if r.state.status != Status::Restarting {
+                r.state.monitor_pid = 0;
+            }
+            Ok(())
+        })?;
+        if rec.state.status == Status::Restarting {
+            let n = rec.state.restart_count.min(4);
+            return Ok(Some(Duration::from_millis(100 << n)));
+        }
+        if rec.host_config.auto_remove && rec.state.status != Status::Dead {
+            self.engine.remove(&self.id, true, true)?;
+        }
+        Ok(None)
+    }
+}
+
+fn should_restart(r: &ContainerRecord, code: i32) -> bool {
+    if r.state.stopped_by_user {
+        return false;
+    }
+    let p = &r.host_config.restart_policy;
+    match p.name.as_str() {
+        "always" | "unless-stopped" => true,
+        "on-failure" => {
+            code != 0
+                && (p.maximum_retry_count == 0 || r.state.restart_count < p.maximum_retry_count)
+        }
+        _ => false,
+    }
+}
+
+fn open_log(engine: &Engine, rec: &ContainerRecord) -> Option<File> {
+    if rec.host_config.log_driver == "none" {
+        return None;
+    }
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(engine.log_path(&rec.id))
+        .ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::RestartPolicy;
+
+    #[test]
+    fn restart_policies() {
+        let mut r = ContainerRecord::default();
+        assert!(!should_restart(&r, 1));
+        r.host_config.restart_policy = RestartPolicy {
+            name: "on-failure".into(),
+            maximum_retry_count: 2,
+        };
+        assert!(should_restart(&r, 1));
+        assert!(!should_restart(&r, 0));
+        r.state.restart_count = 2;
+        assert!(!should_restart(&r, 1));
+        r.host_config.restart_policy.name = "always".into();
+        assert!(should_restart(&r, 0));
+        r.state.stopped_by_user = true;
+        assert!(!should_restart(&r, 0));
+    }
+}

@@ -1,0 +1,153 @@
+//! What a container needs before the runtime creates it: the overlay rootfs, the
+//! engine-written `/etc/{hostname,hosts,resolv.conf}`, the resolved user, the namespaces
+//! to join, and the spec. Also the rootfs unmount used by every teardown path.
+
+use std::fs;
+use std::io::Read;
+use std::path::Path;
+
+use crate::container::Engine;
+use crate::network::{self, NetworkMode};
+use crate::record::ContainerRecord;
+use crate::spec::{self, NsJoin};
+use crate::{EngineError, io_err, user};
+
+/// True if `path` is a mount point (per `/proc/self/mountinfo`).
+pub(crate) fn is_mounted(path: &Path) -> bool {
+    let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    text.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mp| unescape(mp) == want)
+}
+
+fn unescape(s: &str) -> String {
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
+}
+
+/// Unmounts the container's rootfs, every layer of it if mounted more than once.
+pub(crate) fn unmount(engine: &Engine, id: &str) -> Result<(), EngineError> {
+    let target = engine.container_dir(id).join("rootfs");
+    for _ in 0..8 {
+        if !is_mounted(&target) {
+            return Ok(());
+        }
+        berth_image::unmount_rootfs(&target)?;
+    }
+    Ok(())
+}
+
+/// Mounts the image's layers plus the container's upper dir at `<dir>/rootfs` and writes
+/// the `/etc` files.
+pub(crate) fn rootfs(engine: &Engine, rec: &ContainerRecord) -> Result<(), EngineError> {
+    let dir = engine.container_dir(&rec.id);
+    unmount(engine, &rec.id)?;
+    let store = engine.image_store()?;
+    let image = store.resolve(&rec.image_id)?;
+    berth_image::mount_rootfs(
+        &store,
+        &image,
+        &dir.join("upper"),
+        &dir.join("work"),
+        &dir.join("rootfs"),
+    )?;
+    let host_net = rec.host_config.network_mode == "host";
+    let hosts = if host_net {
+        read_small(Path::new("/etc/hosts"))
+    } else {
+        format!(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
+            rec.config.hostname
+        )
+    };
+    let hostname = if rec.host_config.uts_mode == "host" {
+        read_small(Path::new("/proc/sys/kernel/hostname"))
+    } else {
+        format!("{}\n", rec.config.hostname)
+    };
+    for (name, text) in [
+        ("hosts", hosts),
+        ("hostname", hostname),
+        ("resolv.conf", read_small(Path::new("/etc/resolv.conf"))),
+    ] {
+        let p = dir.join(name);
+        fs::write(&p, text).map_err(io_err(format!("write `{}`", p.display())))?;
+    }
+    Ok(())
+}
+
+fn read_small(p: &Path) -> String {
+    let mut s = String::new();
+    if let Ok(f) = fs::File::open(p) {
+        let _ = f.take(64 * 1024).read_to_string(&mut s);
+    }
+    s
+}
+
+/// The pid of a running container named by `--pid/--ipc/--network=container:X`.
+fn running_pid(engine: &mut Engine, key: &str) -> Result<i32, EngineError> {
+    let rec = engine.refresh(engine.db.get(key)?)?;
+    if !rec.is_active() || rec.state.pid <= 0 {
+        return Err(EngineError::NotRunning(key.to_string()));
+    }
+    Ok(rec.state.pid)
+}
+
+fn join_for(
+    engine: &mut Engine,
+    kind: &'static str,
+    proc_name: &str,
+    mode: &str,
+) -> Result<Option<NsJoin>, EngineError> {
+    match mode {
+        "" | "private" | "shareable" => Ok(None),
+        "host" => Ok(Some(NsJoin { kind, path: None })),
+        _ => match mode.strip_prefix("container:") {
+            Some(c) => {
+                let pid = running_pid(engine, c)?;
+                Ok(Some(NsJoin {
+                    kind,
+                    path: Some(format!("/proc/{pid}/ns/{proc_name}")),
+                }))
+            }
+            None => Err(EngineError::InvalidMode {
+                flag: kind,
+                value: mode.to_string(),
+            }),
+        },
+    }
+}
+
+/// The namespaces the container joins instead of creating.
+fn joins(engine: &mut Engine, rec: &ContainerRecord) -> Result<Vec<NsJoin>, EngineError> {
+    let h = &rec.host_config;
+    let mut v = Vec::new();
+    v.extend(join_for(engine, "pid", "pid", &h.pid_mode)?);
+    v.extend(join_for(engine, "ipc", "ipc", &h.ipc_mode)?);
+    v.extend(join_for(engine, "uts", "uts", &h.uts_mode)?);
+    let mode = network::parse_mode(&h.network_mode)?;
+    let pid = match &mode {
+        NetworkMode::Container(c) => Some(running_pid(engine, c)?),
+        _ => None,
+    };
+    v.extend(network::join(&mode, pid));
+    Ok(v)
+}
+
+/// The runtime spec for `rec`, running `argv`.
+pub(crate) fn spec(
+    engine: &mut Engine,
+    rec: &ContainerRecord,
+    argv: &[String],
+) -> Result<oci_spec::runtime::Spec, EngineError> {
+    let dir = engine.container_dir(&rec.id);
+    let ident = user::resolve(&dir.join("rootfs"), &rec.config.user)?;
+    let joins = joins(engine, rec)?;
+    let vol = |n: &str| engine.volume_path(n).to_string_lossy().into_owned();
+    Ok(spec::build(rec, &dir, &ident, &joins, argv, &vol)?)
+}

@@ -1,0 +1,270 @@
+//! The monitor's I/O: the container's stdio (pipes, or the pty the runtime made), copied
+//! to the json-file log and, when a `berth` process is attached, to its terminal; input
+//! from the attached stdin; and the wait for the container's init.
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
+use nix::unistd::{dup, dup2_stderr, dup2_stdin, dup2_stdout, pipe2};
+
+use crate::logs::LineWriter;
+use crate::record::ContainerRecord;
+use crate::{EngineError, io_err};
+
+fn nix_io(op: &'static str) -> impl FnOnce(nix::Error) -> EngineError {
+    move |e| io_err(op)(e.into())
+}
+
+/// The container's stdio as the monitor holds it.
+#[derive(Debug)]
+pub(crate) struct Stdio {
+    /// The attached caller's stdin/stdout/stderr (dups of our own 0/1/2).
+    attach_in: Option<OwnedFd>,
+    attach_out: Option<OwnedFd>,
+    attach_err: Option<OwnedFd>,
+    /// Our ends of the container's pipes (not used with a pty).
+    to_stdin: Option<OwnedFd>,
+    from_stdout: Option<OwnedFd>,
+    from_stderr: Option<OwnedFd>,
+    /// The container's ends, closed once it is created.
+    theirs: Vec<OwnedFd>,
+    tty: bool,
+}
+
+impl Stdio {
+    /// Saves our stdio (the attached caller's) and puts the container's ends of new pipes
+    /// on fds 0-2, where the runtime's `create` passes them to the init.
+    pub(crate) fn redirect(rec: &ContainerRecord, attach: bool) -> Result<Stdio, EngineError> {
+        let mut s = Stdio {
+            attach_in: None,
+            attach_out: None,
+            attach_err: None,
+            to_stdin: None,
+            from_stdout: None,
+            from_stderr: None,
+            theirs: Vec::new(),
+            tty: rec.config.tty,
+        };
+        if attach {
+            if rec.config.open_stdin {
+                s.attach_in = Some(dup(std::io::stdin()).map_err(nix_io("dup stdin"))?);
+            }
+            s.attach_out = Some(dup(std::io::stdout()).map_err(nix_io("dup stdout"))?);
+            s.attach_err = Some(dup(std::io::stderr()).map_err(nix_io("dup stderr"))?);
+        }
+        let null = File::options()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+            .map_err(io_err("open `/dev/null`"))?;
+        if s.tty {
+            // The runtime gives the init the pty's slave side; ours stay quiet.
+            for f in [dup2_stdin, dup2_stdout, dup2_stderr] {
+                f(&null).map_err(nix_io("redirect stdio"))?;
+            }
+            return Ok(s);
+        }
+        let flags = nix::fcntl::OFlag::O_CLOEXEC;
+        if rec.config.open_stdin {
+            let (r, w) = pipe2(flags).map_err(nix_io("create stdin pipe"))?;
+            dup2_stdin(&r).map_err(nix_io("redirect stdin"))?;
+            s.to_stdin = Some(w);
+            s.theirs.push(r);
+        } else {
+            dup2_stdin(&null).map_err(nix_io("redirect stdin"))?;
+        }
+        let (r, w) = pipe2(flags).map_err(nix_io("create stdout pipe"))?;
+        dup2_stdout(&w).map_err(nix_io("redirect stdout"))?;
+        s.from_stdout = Some(r);
+        s.theirs.push(w);
+        let (r, w) = pipe2(flags).map_err(nix_io("create stderr pipe"))?;
+        dup2_stderr(&w).map_err(nix_io("redirect stderr"))?;
+        s.from_stderr = Some(r);
+        s.theirs.push(w);
+        Ok(s)
+    }
+
+    /// After `create`: only the container holds its ends now, so EOF means it is done.
+    pub(crate) fn after_create(mut self) -> Stdio {
+        if let Ok(null) = File::options().read(true).write(true).open("/dev/null") {
+            let _ = dup2_stdin(&null);
+            let _ = dup2_stdout(&null);
+            let _ = dup2_stderr(&null);
+        }
+        self.theirs.clear();
+        self
+    }
+}
+
+/// Copies `data` to the attached fd; on error (the caller went away) stops attaching.
+fn forward(fd: &mut Option<OwnedFd>, data: &[u8]) {
+    let Some(f) = fd else { return };
+    let mut rest = data;
+    while !rest.is_empty() {
+        match nix::unistd::write(f.as_fd(), rest) {
+            Ok(n) => rest = &rest[n..],
+            Err(nix::Error::EINTR) => {}
+            Err(_) => {
+                *fd = None;
+                return;
+            }
+        }
+    }
+}
+
+/// Reaps children; returns the init's exit code once it has exited.
+fn reap(init: i32) -> Option<i32> {
+    let mut code = None;
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(pid, c)) if pid.as_raw() == init => code = Some(c),
+            Ok(WaitStatus::Signaled(pid, sig, _)) if pid.as_raw() == init => {
+                code = Some(128 + sig as i32);
+            }
+            Ok(WaitStatus::StillAlive) | Err(_) => return code,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Indexes of the polled fds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Src {
+    Signal,
+    Out,
+    Err,
+    In,
+}
+
+/// Serves the container until its init exits and its output is drained; returns the
+/// exit code (128+N for signal N).
+pub(crate) fn serve(
+    init: i32,
+    sigfd: &OwnedFd,
+    mut s: Stdio,
+    console: Option<OwnedFd>,
+    mut log: Option<File>,
+) -> i32 {
+    let out: Option<OwnedFd> = if s.tty { console } else { s.from_stdout.take() };
+    let mut out = out;
+    let mut err = s.from_stderr.take();
+    if s.tty
+        && let (Some(m), Some(a)) = (&out, s.attach_in.as_ref().or(s.attach_out.as_ref()))
+        && let Ok(ws) = rustix::termios::tcgetwinsize(a)
+    {
+        let _ = rustix::termios::tcsetwinsize(m, ws);
+    }
+    let mut w_out = LineWriter::new("stdout");
+    let mut w_err = LineWriter::new("stderr");
+    let mut code = None;
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut idle_polls = 0;
+    loop {
+        if code.is_some() && out.is_none() && err.is_none() {
+            break;
+        }
+        let mut fds: Vec<(Src, BorrowedFd<'_>)> = vec![(Src::Signal, sigfd.as_fd())];
+        if let Some(f) = &out {
+            fds.push((Src::Out, f.as_fd()));
+        }
+        if let Some(f) = &err {
+            fds.push((Src::Err, f.as_fd()));
+        }
+        if code.is_none()
+            && let Some(f) = &s.attach_in
+        {
+            fds.push((Src::In, f.as_fd()));
+        }
+        let mut pfds: Vec<PollFd<'_>> = fds
+            .iter()
+            .map(|(_, f)| PollFd::new(*f, PollFlags::POLLIN))
+            .collect();
+        // Once the init is gone, what is left in the pipes is drained with a bound: a
+        // process outside the container's pid namespace may hold them open.
+        let timeout = if code.is_some() {
+            PollTimeout::from(200u16)
+        } else {
+            PollTimeout::NONE
+        };
+        match poll(&mut pfds, timeout) {
+            Ok(0) => {
+                idle_polls += 1;
+                if idle_polls > 10 {
+                    break;
+                }
+                continue;
+            }
+            Ok(_) => {}
+            Err(_) => continue,
+        }
+        let ready: Vec<Src> = pfds
+            .iter()
+            .zip(&fds)
+            .filter(|(p, _)| p.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(_, (src, _))| *src)
+            .collect();
+        for src in ready {
+            match src {
+                Src::Signal => {
+                    let _ = nix::unistd::read(sigfd.as_fd(), &mut buf[..128]);
+                    if code.is_none() {
+                        code = reap(init);
+                    } else {
+                        reap(init);
+                    }
+                }
+                Src::Out | Src::Err => {
+                    let slot = if src == Src::Out { &mut out } else { &mut err };
+                    let n = match slot
+                        .as_ref()
+                        .map(|f| nix::unistd::read(f.as_fd(), &mut buf))
+                    {
+                        Some(Ok(n)) if n > 0 => n,
+                        Some(Err(nix::Error::EINTR | nix::Error::EAGAIN)) => continue,
+                        _ => {
+                            *slot = None;
+                            continue;
+                        }
+                    };
+                    if src == Src::Out {
+                        forward(&mut s.attach_out, &buf[..n]);
+                        w_out.push(&buf[..n], &mut log);
+                    } else {
+                        forward(&mut s.attach_err, &buf[..n]);
+                        w_err.push(&buf[..n], &mut log);
+                    }
+                }
+                Src::In => copy_input(&mut s, out.as_ref(), &mut buf),
+            }
+        }
+    }
+    w_out.flush(&mut log);
+    w_err.flush(&mut log);
+    code.unwrap_or(255)
+}
+
+/// Attached stdin → the container's stdin pipe or pty. EOF closes the pipe.
+fn copy_input(s: &mut Stdio, console: Option<&OwnedFd>, buf: &mut [u8]) {
+    let Some(input) = &s.attach_in else { return };
+    let n = match nix::unistd::read(input.as_fd(), buf) {
+        Ok(n) => n,
+        Err(nix::Error::EINTR | nix::Error::EAGAIN) => return,
+        Err(_) => 0,
+    };
+    if n == 0 {
+        s.attach_in = None;
+        s.to_stdin = None;
+        return;
+    }
+    let mut target = if s.tty {
+        console.and_then(|c| dup(c).ok())
+    } else {
+        s.to_stdin.take()
+    };
+    forward(&mut target, &buf[..n]);
+    if !s.tty {
+        s.to_stdin = target;
+    }
+}
