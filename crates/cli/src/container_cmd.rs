@@ -256,10 +256,12 @@ pub(crate) fn run_top(g: &Globals, c: TopCommand) -> Result<()> {
         TopCommand::Logs(a) => logs(&mut e, &a),
         TopCommand::Exec(a) => exec(&mut e, &a),
         TopCommand::Inspect(a) => inspect(&mut e, &a),
-        TopCommand::Wait(a) => each(&a.containers, |n| {
-            println!("{}", e.wait(n)?);
+        TopCommand::Wait(a) => {
+            for n in &a.containers {
+                println!("{}", e.wait(n)?);
+            }
             Ok(())
-        }),
+        }
         TopCommand::Pause(a) => each(&a.containers, |n| {
             e.pause(n, true)?;
             Ok(())
@@ -280,20 +282,24 @@ pub(crate) fn run_top(g: &Globals, c: TopCommand) -> Result<()> {
 /// Runs `f` on each name, printing the name on success (Docker's habit) and every error;
 /// fails if any failed.
 fn each(names: &[String], mut f: impl FnMut(&str) -> Result<()>) -> Result<()> {
+    if let [one] = names {
+        f(one)?;
+        println!("{one}");
+        return Ok(());
+    }
     let mut last = None;
     for n in names {
         match f(n) {
             Ok(()) => println!("{n}"),
             Err(e) => {
-                eprintln!("berth: Error response from daemon: {e:#}");
+                eprintln!("berth: {e:#}");
                 last = Some(e);
             }
         }
     }
     match last {
         None => Ok(()),
-        Some(e) if names.len() == 1 => Err(e),
-        Some(_) => bail!("some containers failed"),
+        Some(e) => Err(e.context("some containers failed")),
     }
 }
 
