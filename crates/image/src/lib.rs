@@ -8,6 +8,7 @@
 mod archive;
 mod auth;
 mod digest;
+mod hold;
 mod import;
 mod layer;
 mod manifest;
@@ -31,6 +32,6 @@ pub use manifest::{
 pub use pull::{NoProgress, PullError, PullEvent, PullOptions, PullProgress, pull};
 pub use reference::{ParseReferenceError, Reference};
 pub use registry::{ClientOptions, RegistryClient, RegistryError};
-pub use rootfs::{RootfsError, mount_rootfs, unmount_rootfs};
+pub use rootfs::{OverlayApi, RootfsError, mount_rootfs, mount_rootfs_with, unmount_rootfs};
 pub use store::{Image, ImageRecord, LayerRecord, Store, StoreError, StoreLock, TempDir};
 pub use unpack::{UnpackError, UnpackOptions, unpack_layer};

@@ -56,6 +56,14 @@ pub enum StoreError {
         /// What the content hashes to.
         actual: Digest,
     },
+    /// The image is in use (see [`Store::hold`]).
+    #[error("image `{id}` is in use by {holders}; remove those first (--force only untags it)")]
+    InUse {
+        /// The image id.
+        id: Digest,
+        /// Who holds it.
+        holders: String,
+    },
     /// An image with several tags is removed by id without force.
     #[error(
         "image `{id}` is referenced by several tags ({tags}); remove them by name or use --force"
@@ -161,7 +169,7 @@ impl Store {
     /// Open (creating if needed) the store under `root` (e.g. `/var/lib/berth`).
     pub fn open(root: &Path) -> Result<Store, StoreError> {
         let dir = root.join("images");
-        for sub in ["blobs/sha256", "layers", "records", "tmp"] {
+        for sub in ["blobs/sha256", "layers", "records", "tmp", "holds"] {
             let p = dir.join(sub);
             fs::create_dir_all(&p).map_err(io_err("create store directory", &p))?;
         }
@@ -447,7 +455,8 @@ impl Store {
     }
 
     /// Remove a name; when no tag is left (or `force` with an id), remove the image
-    /// and collect unreferenced content. Returns the ids deleted.
+    /// and collect unreferenced content. Returns the ids deleted. A held image is refused
+    /// without `force`; with it, it is untagged and kept.
     pub fn remove(&self, name: &str, force: bool) -> Result<Vec<Digest>, StoreError> {
         let _gc = self.lock_exclusive()?;
         let img = self.resolve(name)?;
@@ -463,6 +472,13 @@ impl Store {
             });
         }
         let id = img.record.id.clone();
+        let holders = self.holders(&id);
+        if !holders.is_empty() && !force {
+            return Err(StoreError::InUse {
+                id,
+                holders: holders.join(", "),
+            });
+        }
         let mut deleted = Vec::new();
         let mut gone = false;
         self.update_names(|n| {
@@ -480,7 +496,7 @@ impl Store {
                 gone = true;
             }
         })?;
-        if gone {
+        if gone && holders.is_empty() {
             let p = self.record_path(&id);
             fs::remove_file(&p).map_err(io_err("remove image record", &p))?;
             deleted.push(id);
@@ -513,6 +529,7 @@ impl Store {
         }
         sweep(&self.dir.join("blobs/sha256"), &blobs)?;
         sweep(&self.dir.join("layers"), &layers)?;
+        sweep_dangling_links(&self.dir.join("l"))?;
         sweep(&self.dir.join("tmp"), &BTreeSet::new())
     }
 }
@@ -531,6 +548,20 @@ fn sweep(dir: &Path, keep: &BTreeSet<String>) -> Result<(), StoreError> {
             fs::remove_file(&p)
         };
         r.map_err(io_err("remove unreferenced", &p))?;
+    }
+    Ok(())
+}
+
+/// Remove short layer links (`l/`, see rootfs) whose layer is gone.
+fn sweep_dangling_links(dir: &Path) -> Result<(), StoreError> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let p = e.path();
+        if fs::metadata(&p).is_err() {
+            fs::remove_file(&p).map_err(io_err("remove dangling layer link", &p))?;
+        }
     }
     Ok(())
 }

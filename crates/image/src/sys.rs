@@ -338,3 +338,25 @@ pub(crate) fn umount2(target: &Path, flags: libc::c_int) -> io::Result<()> {
     // SAFETY: `target` is NUL-terminated and outlives the call.
     check(unsafe { libc::umount2(target.as_ptr(), flags) }).map(drop)
 }
+
+/// `mount(source, target, fstype, flags, data)`.
+pub(crate) fn mount(
+    source: &CStr,
+    target: &Path,
+    fstype: &CStr,
+    flags: libc::c_ulong,
+    data: &CStr,
+) -> io::Result<()> {
+    let target = cstr(target.as_os_str().as_bytes())?;
+    // SAFETY: all strings are NUL-terminated and outlive the call; the kernel only reads them.
+    let ret = unsafe {
+        libc::mount(
+            source.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    };
+    check(ret).map(drop)
+}

@@ -1,0 +1,124 @@
+//! Holds: a container (or anything else) that uses an image records a hold on it, so
+//! `rmi` refuses to delete the image (`--force` only untags it) and garbage collection
+//! keeps its layers. A hold is a file `holds/<image-id hex>/<holder>`.
+
+use std::fs;
+use std::io;
+
+use crate::digest::Digest;
+use crate::store::{Store, StoreError};
+
+fn valid_holder(h: &str) -> bool {
+    !h.is_empty()
+        && h.len() <= 128
+        && !h.starts_with('.')
+        && h.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+}
+
+impl Store {
+    /// Record that `holder` (e.g. a container id) uses image `id`.
+    pub fn hold(&self, id: &Digest, holder: &str) -> Result<(), StoreError> {
+        if !valid_holder(holder) {
+            return Err(StoreError::Io {
+                op: "hold image for",
+                path: holder.into(),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "holder names use [A-Za-z0-9_.-]",
+                ),
+            });
+        }
+        // Shared: a concurrent rmi (exclusive) sees the hold or runs before it.
+        let _lock = self.lock_shared()?;
+        let dir = self.dir().join("holds").join(id.hex());
+        fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            op: "create hold directory",
+            path: dir.clone(),
+            source,
+        })?;
+        crate::store::write_atomic(&dir.join(holder), b"")
+    }
+
+    /// Drop a hold; a missing one is not an error.
+    pub fn release(&self, id: &Digest, holder: &str) -> Result<(), StoreError> {
+        if !valid_holder(holder) {
+            return Ok(());
+        }
+        let dir = self.dir().join("holds").join(id.hex());
+        match fs::remove_file(dir.join(holder)) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(source) => {
+                return Err(StoreError::Io {
+                    op: "release hold",
+                    path: dir.join(holder),
+                    source,
+                });
+            }
+        }
+        // Only succeeds when empty; a concurrent hold keeps it.
+        let _ = fs::remove_dir(&dir);
+        Ok(())
+    }
+
+    /// Who holds image `id`.
+    pub fn holders(&self, id: &Digest) -> Vec<String> {
+        let dir = self.dir().join("holds").join(id.hex());
+        let mut out: Vec<String> = fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| valid_holder(n))
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_round_trip() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::open(t.path()).unwrap();
+        let id = Digest::of(b"x");
+        s.hold(&id, "c1").unwrap();
+        s.hold(&id, "c2").unwrap();
+        assert!(s.hold(&id, "../x").is_err());
+        assert_eq!(s.holders(&id), vec!["c1", "c2"]);
+        s.release(&id, "c1").unwrap();
+        s.release(&id, "c2").unwrap();
+        s.release(&id, "c2").unwrap();
+        assert!(s.holders(&id).is_empty());
+    }
+
+    #[test]
+    fn held_images_are_not_deleted() {
+        let t = tempfile::tempdir().unwrap();
+        let s = Store::open(t.path()).unwrap();
+        let config =
+            br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+        let id = s.put_blob(config, None).unwrap();
+        let rec = crate::store::ImageRecord {
+            id: id.clone(),
+            manifest: None,
+            layers: Vec::new(),
+            size: 0,
+            created: None,
+        };
+        s.commit_image(&rec, &["busybox".parse().unwrap()], &[])
+            .unwrap();
+        s.hold(&id, "container1").unwrap();
+        let err = s.remove("busybox", false).unwrap_err();
+        assert!(matches!(err, StoreError::InUse { .. }), "{err}");
+        assert!(s.remove("busybox", true).unwrap().is_empty());
+        assert!(s.resolve(id.hex()).unwrap().repo_tags.is_empty());
+        s.release(&id, "container1").unwrap();
+        assert_eq!(s.remove(id.hex(), false).unwrap(), vec![id.clone()]);
+        assert!(!s.has_blob(&id));
+    }
+}
