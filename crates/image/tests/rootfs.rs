@@ -121,5 +121,18 @@ fn imported_tarball_mounts_as_the_same_tree() -> Result<()> {
         "echo hello from $(basename /bin/busybox)",
     ]))?;
     assert_eq!(out.trim(), "hello from busybox");
+    // The mount(2) fallback for kernels before 6.8 gives the same tree.
+    let legacy = Mounted::with_api(
+        &store,
+        &img,
+        &tmp.path().join("mnt-legacy"),
+        berth_image::OverlayApi::Legacy,
+    )?;
+    assert_same_tree(&snapshot(&legacy.target)?, &theirs);
+    drop(legacy);
+    drop(m);
+    // rmi also removes the short link the fallback made.
+    store.remove("imported/busybox:v1", false)?;
+    assert_eq!(fs::read_dir(store.dir().join("l"))?.count(), 0);
     Ok(())
 }

@@ -320,11 +320,20 @@ impl Mounted {
         img: &berth_image::Image,
         dir: &Path,
     ) -> Result<Mounted> {
+        Mounted::with_api(store, img, dir, berth_image::OverlayApi::Auto)
+    }
+
+    pub fn with_api(
+        store: &berth_image::Store,
+        img: &berth_image::Image,
+        dir: &Path,
+        api: berth_image::OverlayApi,
+    ) -> Result<Mounted> {
         let (upper, work, target) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
         for d in [&upper, &work, &target] {
             fs::create_dir_all(d)?;
         }
-        berth_image::mount_rootfs(store, img, &upper, &work, &target)?;
+        berth_image::mount_rootfs_with(store, img, &upper, &work, &target, api)?;
         Ok(Mounted {
             target,
             dir: dir.to_path_buf(),
