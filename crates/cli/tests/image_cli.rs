@@ -214,3 +214,39 @@ fn concurrent_pulls_of_one_image_agree() -> Result<()> {
     assert_store_empty(&root);
     Ok(())
 }
+
+#[test]
+fn import_a_busybox_tarball_offline() -> Result<()> {
+    if !common::can_run() {
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let bundle = tmp.path().join("bundle");
+    run(
+        Command::new(common::workspace().join("scripts/busybox-bundle.sh"))
+            .arg(&bundle)
+            .arg("/bin/true"),
+    )?;
+    let tarball = tmp.path().join("rootfs.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(bundle.join("rootfs"))
+        .arg("-cf")
+        .arg(&tarball)
+        .arg("."))?;
+    let root = tmp.path().join("root");
+    let id = ok(&berth(
+        &root,
+        &["import", tarball.to_str().context("path")?, "busybox"],
+    ));
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    let list = ok(&berth(&root, &["images"]));
+    assert!(
+        list.lines()
+            .any(|l| l.starts_with("busybox ") && l.contains("latest")),
+        "{list}"
+    );
+    ok(&berth(&root, &["rmi", "busybox"]));
+    assert_store_empty(&root);
+    Ok(())
+}

@@ -530,6 +530,15 @@ impl Store {
         sweep(&self.dir.join("blobs/sha256"), &blobs)?;
         sweep(&self.dir.join("layers"), &layers)?;
         sweep_dangling_links(&self.dir.join("l"))?;
+        // Temp files of atomic writes interrupted by a crash.
+        for dir in [self.dir.join("records"), self.dir.clone()] {
+            for e in fs::read_dir(&dir).map_err(io_err("list", &dir))?.flatten() {
+                if e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    let p = e.path();
+                    fs::remove_file(&p).map_err(io_err("remove stale temp file", &p))?;
+                }
+            }
+        }
         sweep(&self.dir.join("tmp"), &BTreeSet::new())
     }
 }
