@@ -88,6 +88,26 @@ fn pulls_busybox_like_umoci() -> Result<()> {
     Ok(())
 }
 
+fn add(
+    b: &mut tar::Builder<fs::File>,
+    path: &str,
+    kind: tar::EntryType,
+    data: &[u8],
+    mode: u32,
+) -> Result<()> {
+    let mut h = tar::Header::new_ustar();
+    h.set_path(path)?;
+    h.set_entry_type(kind);
+    h.set_size(data.len() as u64);
+    h.set_mode(mode);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h.set_cksum();
+    b.append(&h, data)?;
+    Ok(())
+}
+
 /// Layer 1: busybox plus a tree of every file kind; layer 2 (umoci): deletions and a
 /// replaced directory; layer 3 (hand-made tar): an opaque directory and a whiteout.
 fn build_multilayer(layout: &Layout, tmp: &Path, tag: &str) -> Result<()> {
@@ -125,31 +145,48 @@ fn build_multilayer(layout: &Layout, tmp: &Path, tag: &str) -> Result<()> {
     // umoci never writes opaque markers itself, so the third layer is a hand-made tar.
     let tar_path = tmp.join("opaque.tar");
     let mut b = tar::Builder::new(fs::File::create(&tar_path)?);
-    let mut add = |path: &str, kind: tar::EntryType, data: &[u8], mode: u32| -> Result<()> {
-        let mut h = tar::Header::new_ustar();
-        h.set_path(path)?;
-        h.set_entry_type(kind);
-        h.set_size(data.len() as u64);
-        h.set_mode(mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
-        h.set_cksum();
-        b.append(&h, data)?;
-        Ok(())
-    };
-    add("srv/opaque/", tar::EntryType::Directory, b"", 0o755)?;
+    add(&mut b, "srv/opaque/", tar::EntryType::Directory, b"", 0o755)?;
     add(
+        &mut b,
         "srv/opaque/.wh..wh..opq",
         tar::EntryType::Regular,
         b"",
         0o644,
     )?;
-    add("srv/opaque/new", tar::EntryType::Regular, b"new", 0o600)?;
-    add("srv/.wh.passwd-link", tar::EntryType::Regular, b"", 0o644)?;
+    add(
+        &mut b,
+        "srv/opaque/new",
+        tar::EntryType::Regular,
+        b"new",
+        0o600,
+    )?;
+    add(
+        &mut b,
+        "srv/.wh.passwd-link",
+        tar::EntryType::Regular,
+        b"",
+        0o644,
+    )?;
+    // A file with file capabilities (cap_net_raw+ep, v2 format) and a user xattr.
+    b.append_pax_extensions([
+        ("SCHILY.xattr.security.capability", &CAP_NET_RAW_EP[..]),
+        ("SCHILY.xattr.user.note", &b"hello"[..]),
+    ])?;
+    add(
+        &mut b,
+        "srv/ping",
+        tar::EntryType::Regular,
+        b"#!/bin/sh\n",
+        0o755,
+    )?;
     b.into_inner()?.sync_all()?;
     layout.add_raw_layer(tag, &tar_path)
 }
+
+/// `security.capability` v2 with cap_net_raw (13) permitted and the effective flag.
+const CAP_NET_RAW_EP: [u8; 20] = [
+    1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+];
 
 #[test]
 fn whiteouts_and_opaque_dirs_match_umoci() -> Result<()> {
@@ -173,6 +210,19 @@ fn whiteouts_and_opaque_dirs_match_umoci() -> Result<()> {
     assert!(std::os::unix::fs::FileTypeExt::is_char_device(
         &wh.file_type()
     ));
+    // xattrs, security.capability included, reach the merged view as umoci sets them.
+    let theirs = tmp.path().join("umoci-bundle/rootfs/srv/ping");
+    let m = Mounted::new(&store, &img, &tmp.path().join("mnt-x"))?;
+    let ours = m.target.join("srv/ping");
+    for name in ["security.capability", "user.note"] {
+        let (o, t) = (xattr_of(&ours, name)?, xattr_of(&theirs, name)?);
+        assert!(o.is_some(), "berth lost {name}");
+        assert_eq!(o, t, "{name} differs from umoci's");
+    }
+    assert_eq!(
+        xattr_of(&ours, "security.capability")?.as_deref(),
+        Some(&CAP_NET_RAW_EP[..])
+    );
     Ok(())
 }
 
