@@ -10,6 +10,7 @@ use anyhow::{Context, bail};
 use berth_bench::bundle::{Bundle, ConfigTweaks};
 use berth_bench::cycle::{self, Mode, Sample};
 use berth_bench::memlimit::{self, MinLimit, Search};
+use berth_bench::order::Shuffler;
 use berth_bench::report::{self, Row};
 use berth_bench::runtime::{self, Runtime};
 use berth_bench::{cgroup, seccomp_profile, stats};
@@ -52,6 +53,9 @@ struct Args {
     /// Runtime that writes the base config.json (`NAME spec`). Default: runc's spec.
     #[arg(long, value_name = "PATH", default_value = "runc")]
     spec_from: PathBuf,
+    /// Seed of the per-round shuffle of the runtimes' order (default: from the clock).
+    #[arg(long)]
+    seed: Option<u64>,
     /// Per-command timeout, seconds.
     #[arg(long, default_value_t = 20)]
     timeout: u64,
@@ -111,7 +115,11 @@ fn bench(args: &Args) -> anyhow::Result<String> {
         rss_anon_kib().unwrap_or(0)
     );
     let load_before = loadavg();
-    measure(&mut lanes, args, mode, timeout);
+    let seed = args.seed.unwrap_or_else(|| {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+        now.map_or(1, |d| d.as_secs() ^ u64::from(d.subsec_nanos()))
+    });
+    measure(&mut lanes, args, mode, timeout, seed);
     let load_after = loadavg();
     let mut rows: Vec<Row> = lanes.iter().map(row_of).collect();
     if !args.no_memory {
@@ -122,8 +130,9 @@ fn bench(args: &Args) -> anyhow::Result<String> {
     out.push('\n');
     out.push_str(&report::render_phases(&rows));
     out.push_str(&format!(
-        "\n{} cycles per row (interleaved, after {} warm-up), mode {:?}, ru_maxrss floor \
-         {:.2} MiB, load average before/after: {load_before} / {load_after}\n",
+        "\n{} cycles per row (interleaved in shuffled order, seed {seed}, after {} warm-up), \
+         mode {:?}, ru_maxrss floor {:.2} MiB, load average before/after: {load_before} / \
+         {load_after}\n",
         args.cycles,
         args.warmup,
         args.mode,
@@ -132,10 +141,12 @@ fn bench(args: &Args) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// Interleaves the lanes: cycle i of every lane, then cycle i + 1.
-fn measure(lanes: &mut [Lane<'_>], args: &Args, mode: Mode, timeout: Duration) {
+/// Interleaves the lanes: cycle i of every lane (in a shuffled order), then cycle i + 1.
+fn measure(lanes: &mut [Lane<'_>], args: &Args, mode: Mode, timeout: Duration, seed: u64) {
+    let mut shuffler = Shuffler::new(seed);
     for i in 0..args.warmup + args.cycles {
-        for lane in lanes.iter_mut() {
+        for k in shuffler.permutation(lanes.len()) {
+            let lane = &mut lanes[k];
             let id = format!("{}-{i}", lane.variant);
             match cycle::run_cycle(lane.rt, &lane.dir, &id, mode, timeout) {
                 Ok(s) if s.exit_code == 0 => {
