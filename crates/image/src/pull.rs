@@ -173,43 +173,12 @@ pub fn pull(
         reference: name.clone(),
         source,
     };
-    let man_err = |source| PullError::Manifest {
-        reference: name.clone(),
-        source: Box::new(source),
-    };
     let store_err = |source| PullError::Store {
         reference: name.clone(),
         source,
     };
     let _lock = store.lock_shared().map_err(store_err)?;
-
-    // Resolve the reference to one image manifest, going through an index if needed.
-    let (mut body, ctype, mut digest) = client
-        .fetch_manifest(reference, &reference.manifest_key())
-        .map_err(reg_err)?;
-    let mut manifest: Manifest = match parse_document(&body, &ctype, &digest).map_err(man_err)? {
-        Document::Manifest(m) => m,
-        Document::Index(idx) => {
-            let pick = select_platform(&idx, &opts.platform, &digest)
-                .map_err(man_err)?
-                .digest
-                .clone();
-            let (b, ct, d) = client
-                .fetch_manifest(reference, &pick.to_string())
-                .map_err(reg_err)?;
-            let Document::Manifest(m) = parse_document(&b, &ct, &d).map_err(man_err)? else {
-                return Err(man_err(ManifestError::Unsupported {
-                    digest: d,
-                    media_type: "nested index".into(),
-                }));
-            };
-            (body, digest) = (b, d);
-            m
-        }
-    };
-    if manifest.media_type.is_none() {
-        manifest.media_type = Some(ctype.split(';').next().unwrap_or("").trim().to_string());
-    }
+    let (body, digest, manifest) = resolve_manifest(client, reference, &opts.platform)?;
     progress.event(PullEvent::Resolved {
         digest: &digest,
         layers: &manifest.layers,
@@ -259,6 +228,47 @@ pub fn pull(
         .commit_image(&record, &tags, &digests)
         .map_err(store_err)?;
     store.resolve(&id.to_string()).map_err(store_err)
+}
+
+/// Resolve the reference to one image manifest (bytes, digest, parsed), going through an
+/// index if needed.
+fn resolve_manifest(
+    client: &RegistryClient,
+    reference: &Reference,
+    platform: &Platform,
+) -> Result<(Vec<u8>, Digest, Manifest), PullError> {
+    let reg_err = |source| PullError::Registry {
+        reference: reference.to_string(),
+        source,
+    };
+    let man_err = |source| PullError::Manifest {
+        reference: reference.to_string(),
+        source: Box::new(source),
+    };
+    let (body, ctype, digest) = client
+        .fetch_manifest(reference, &reference.manifest_key())
+        .map_err(reg_err)?;
+    let (body, ctype, digest) = match parse_document(&body, &ctype, &digest).map_err(man_err)? {
+        Document::Manifest(_) => (body, ctype, digest),
+        Document::Index(idx) => {
+            let pick = select_platform(&idx, platform, &digest).map_err(man_err)?;
+            client
+                .fetch_manifest(reference, &pick.digest.to_string())
+                .map_err(reg_err)?
+        }
+    };
+    let Document::Manifest(mut manifest) =
+        parse_document(&body, &ctype, &digest).map_err(man_err)?
+    else {
+        return Err(man_err(ManifestError::Unsupported {
+            digest,
+            media_type: "nested index".into(),
+        }));
+    };
+    if manifest.media_type.is_none() {
+        manifest.media_type = Some(ctype.split(';').next().unwrap_or("").trim().to_string());
+    }
+    Ok((body, digest, manifest))
 }
 
 fn parse_diff_ids(
