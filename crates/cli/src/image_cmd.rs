@@ -252,14 +252,18 @@ fn pull(g: &Globals, a: PullArgs) -> Result<()> {
         eprintln!("Pulling {}", reference);
     }
     let img = berth_image::pull(&store, &client, &reference, &opts, &progress)?;
-    progress.finish();
+
     if a.quiet {
         println!("{}", img.record.id);
     } else {
         if let Some(m) = &img.record.manifest {
             println!("Digest: {m}");
         }
-        println!("Status: image is up to date for {}", reference);
+        if progress.downloaded() {
+            println!("Status: Downloaded newer image for {reference}");
+        } else {
+            println!("Status: Image is up to date for {reference}");
+        }
         println!("{}", img.record.id);
     }
     Ok(())

@@ -24,6 +24,7 @@ pub(crate) struct TerminalProgress {
     tty: bool,
     quiet: bool,
     state: Mutex<State>,
+    fetched: std::sync::atomic::AtomicBool,
 }
 
 fn bar(done: u64, total: u64) -> String {
@@ -48,6 +49,7 @@ impl TerminalProgress {
             tty,
             quiet,
             state: Mutex::new(State::default()),
+            fetched: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -81,8 +83,10 @@ impl TerminalProgress {
         }
     }
 
-    /// Nothing to tidy: bars end with a newline.
-    pub(crate) fn finish(&self) {}
+    /// Whether any layer was downloaded (for Docker's closing status line).
+    pub(crate) fn downloaded(&self) -> bool {
+        self.fetched.load(std::sync::atomic::Ordering::Relaxed)
+    }
 }
 
 fn redraw(st: &mut State, err: &mut impl Write) {
@@ -117,7 +121,11 @@ impl PullProgress for TerminalProgress {
                 };
                 self.set(digest, status, true);
             }
-            PullEvent::LayerDone(d) => self.set(d, "Pull complete".into(), true),
+            PullEvent::LayerDone(d) => {
+                self.fetched
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.set(d, "Pull complete".into(), true);
+            }
         }
     }
 }
