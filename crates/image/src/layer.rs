@@ -175,12 +175,8 @@ pub(crate) fn ingest_layer<R: Read>(
         .copy
         .into_inner()
         .map_err(|e| write_err(e.into_error()))?;
-    file.sync_all().map_err(write_err)?;
+    // Made durable by the syncfs in commit_layer, together with the layer.
     drop(file);
-    if !store.has_blob(&digest) {
-        store.commit_blob_file(&blob_path, &digest)?;
-    }
-    drop(blob_tmp);
     let blob = Descriptor {
         media_type: spec
             .blob
@@ -203,9 +199,8 @@ pub(crate) fn ingest_layer<R: Read>(
         blob: Some(blob),
         size,
     };
-    if !store.has_layer(&rec.chain_id) {
-        store.commit_layer(tmp, &rec)?;
-    }
+    store.commit_layer(tmp, &rec, Some(&blob_path))?;
+    drop(blob_tmp);
     Ok(rec)
 }
 

@@ -280,17 +280,36 @@ impl Store {
         Some(rec.size)
     }
 
-    /// Make `tmp` (holding `diff/`) the layer `rec.chain_id`: syncs it, writes
-    /// `layer.json`, renames it into place. A concurrent writer's copy wins if it was first.
-    pub fn commit_layer(&self, tmp: TempDir, rec: &LayerRecord) -> Result<(), StoreError> {
+    /// Make `tmp` (holding `diff/`) the layer `rec.chain_id` and `blob` (a verified file
+    /// on the same filesystem) the blob `rec.blob`: one `syncfs` makes both durable, then
+    /// each is renamed into place unless already there (a concurrent writer's copy wins).
+    pub fn commit_layer(
+        &self,
+        tmp: TempDir,
+        rec: &LayerRecord,
+        blob: Option<&Path>,
+    ) -> Result<(), StoreError> {
+        let blob = blob
+            .zip(rec.blob.as_ref())
+            .filter(|(_, d)| !self.has_blob(&d.digest));
+        let layer_missing = !self.has_layer(&rec.chain_id);
+        if !layer_missing && blob.is_none() {
+            return Ok(());
+        }
         let meta = tmp.path().join("layer.json");
         let json = serde_json::to_vec_pretty(rec).map_err(|source| StoreError::Json {
             path: meta.clone(),
             source,
         })?;
-        write_atomic(&meta, &json)?;
+        fs::write(&meta, json).map_err(io_err("write", &meta))?;
         let dir = File::open(tmp.path()).map_err(io_err("open layer", tmp.path()))?;
         sys::syncfs(dir.as_fd()).map_err(io_err("sync layer", tmp.path()))?;
+        if let Some((path, d)) = blob {
+            self.commit_blob_file(path, &d.digest)?;
+        }
+        if !layer_missing {
+            return Ok(());
+        }
         let dst = self.dir.join("layers").join(rec.chain_id.hex());
         match fs::rename(tmp.path(), &dst) {
             Ok(()) => sync_dir(&self.dir.join("layers")),
@@ -646,7 +665,7 @@ mod tests {
         let tmp = s.temp_dir().unwrap();
         fs::create_dir(tmp.path().join("diff")).unwrap();
         let rec = record(&id, &chain);
-        s.commit_layer(tmp, &rec.layers[0]).unwrap();
+        s.commit_layer(tmp, &rec.layers[0], None).unwrap();
         let r: Reference = "busybox".parse().unwrap();
         s.commit_image(&rec, &[r], &[]).unwrap();
         assert_eq!(s.resolve("busybox:latest").unwrap().record.id, id);
