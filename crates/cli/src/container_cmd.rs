@@ -55,6 +55,26 @@ pub(crate) enum TopCommand {
     Top { container: String },
     /// List port mappings of a container.
     Port { container: String },
+    /// Copy files/folders between a container and the local filesystem.
+    Cp { src: String, dst: String },
+    /// Export a container's filesystem as a tar archive.
+    Export {
+        /// Write to a file, instead of STDOUT.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        container: String,
+    },
+    /// Display a live stream of container resource usage statistics.
+    Stats(crate::misc_cmd::StatsArgs),
+    /// Show the berth version information.
+    Version,
+    /// Display system-wide information.
+    Info,
+    /// Manage berth.
+    System {
+        #[command(subcommand)]
+        command: crate::misc_cmd::SystemCommand,
+    },
 }
 
 /// `berth container …`.
@@ -218,8 +238,24 @@ pub(crate) fn run_group(g: &Globals, c: ContainerCommand) -> Result<()> {
 }
 
 pub(crate) fn run_top(g: &Globals, c: TopCommand) -> Result<()> {
+    match &c {
+        TopCommand::Stats(a) => return crate::misc_cmd::stats(g, a),
+        TopCommand::Version => {
+            crate::misc_cmd::version();
+            return Ok(());
+        }
+        TopCommand::Info => {
+            return crate::misc_cmd::system(g, &crate::misc_cmd::SystemCommand::Info);
+        }
+        TopCommand::System { command } => return crate::misc_cmd::system(g, command),
+        _ => {}
+    }
     let mut e = open_engine(g)?;
     match c {
+        TopCommand::Stats(_)
+        | TopCommand::Version
+        | TopCommand::Info
+        | TopCommand::System { .. } => Ok(()),
         TopCommand::Run(a) => run(g, &mut e, &a),
         TopCommand::Create(a) => {
             let req = a.request(true)?;
@@ -272,6 +308,25 @@ pub(crate) fn run_top(g: &Globals, c: TopCommand) -> Result<()> {
         }),
         TopCommand::Rename { old, new } => Ok(e.rename(&old, &new)?),
         TopCommand::Top { container } => ps_fmt::top(&mut e, &container),
+        TopCommand::Cp { src, dst } => copy(&mut e, &src, &dst),
+        TopCommand::Export { output, container } => {
+            let mut w: Box<dyn Write> = match &output {
+                Some(p) => Box::new(
+                    std::fs::File::create(p)
+                        .with_context(|| format!("create `{}`", p.display()))?,
+                ),
+                None => {
+                    if io::stdout().is_terminal() {
+                        bail!(
+                            "cowardly refusing to save to a terminal. Use the -o flag or redirect"
+                        );
+                    }
+                    Box::new(io::stdout().lock())
+                }
+            };
+            e.export(&container, &mut w)?;
+            Ok(w.flush()?)
+        }
         TopCommand::Port { container } => {
             e.get(&container)?;
             Ok(())
@@ -544,6 +599,20 @@ fn image_doc(e: &Engine, name: &str) -> Result<serde_json::Value> {
         "Config": cfg,
         "RootFS": {"Type": "layers", "Layers": img.record.layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()},
     }))
+}
+
+/// `cp`: exactly one side names a container as `NAME:PATH`.
+fn copy(e: &mut Engine, src: &str, dst: &str) -> Result<()> {
+    let container_side = |s: &str| -> Option<(String, String)> {
+        let (c, p) = s.split_once(':')?;
+        (!c.is_empty() && !c.contains('/')).then(|| (c.to_string(), p.to_string()))
+    };
+    match (container_side(src), container_side(dst)) {
+        (Some((c, p)), None) => Ok(e.copy_out(&c, &p, std::path::Path::new(dst))?),
+        (None, Some((c, p))) => Ok(e.copy_in(&c, std::path::Path::new(src), &p)?),
+        (Some(_), Some(_)) => bail!("copying between containers is not supported"),
+        (None, None) => bail!("must specify at least one container source"),
+    }
 }
 
 fn prune(g: &Globals) -> Result<()> {

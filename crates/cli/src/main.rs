@@ -5,6 +5,7 @@
 
 mod container_cmd;
 mod image_cmd;
+mod misc_cmd;
 mod progress;
 mod ps_fmt;
 mod run_flags;

@@ -12,17 +12,17 @@ use crate::record::ContainerRecord;
 /// Why a metadata operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
-    #[error("open metadata store `{path}`: {source}")]
+    #[error("open metadata store `{path}`")]
     Open {
         path: PathBuf,
         source: rusqlite::Error,
     },
-    #[error("metadata store: {op}: {source}")]
+    #[error("metadata store: {op}")]
     Query {
         op: &'static str,
         source: rusqlite::Error,
     },
-    #[error("metadata store: record of container `{id}` is corrupt: {source}")]
+    #[error("metadata store: record of container `{id}` is corrupt")]
     Corrupt {
         id: String,
         source: serde_json::Error,

@@ -8,6 +8,7 @@
 #![deny(unsafe_code)]
 
 mod container;
+mod copy;
 mod db;
 mod exec;
 mod inspect;
@@ -58,7 +59,7 @@ pub enum EngineError {
     User(#[from] UserError),
     #[error(transparent)]
     Network(#[from] network::NetworkError),
-    #[error("{op}: {source}")]
+    #[error("{op}")]
     Io { op: String, source: io::Error },
     #[error("container {0} is not running")]
     NotRunning(String),
@@ -72,6 +73,10 @@ pub enum EngineError {
     InvalidMode { flag: &'static str, value: String },
     #[error("no command specified")]
     NoCommand,
+    #[error("exec: \"{path}\": {why}")]
+    CannotExecute { path: String, why: &'static str },
+    #[error("--init is not supported yet")]
+    InitUnsupported,
     #[error("{message}")]
     StartFailed { code: i32, message: String },
     #[error("the monitor of container `{0}` exited before reporting")]
@@ -84,6 +89,7 @@ impl EngineError {
     pub fn exit_code(&self) -> i32 {
         match self {
             EngineError::StartFailed { code, .. } => *code,
+            EngineError::CannotExecute { .. } => 126,
             EngineError::Runtime(e) => runtime_exit_code(&e.to_string()),
             _ => 125,
         }
@@ -104,6 +110,21 @@ fn runtime_exit_code(msg: &str) -> i32 {
     } else {
         125
     }
+}
+
+/// An error and its sources, joined with `: ` (for the monitor's one-line report).
+pub(crate) fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.ends_with(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
 }
 
 pub(crate) fn io_err(op: impl Into<String>) -> impl FnOnce(io::Error) -> EngineError {

@@ -311,3 +311,18 @@ impl Engine {
         Ok(container::pids(&self.runtime_root(), id)?)
     }
 }
+
+impl Engine {
+    /// One cgroup stats sample of a running container (runc's `events --stats` data).
+    pub fn stats(
+        &mut self,
+        key: &str,
+    ) -> Result<(ContainerRecord, serde_json::Value), EngineError> {
+        let rec = self.get(key)?;
+        if !rec.is_active() {
+            return Err(EngineError::NotRunning(rec.name));
+        }
+        let v = container::stats(&self.runtime_root(), &rec.id)?;
+        Ok((rec, v["data"].clone()))
+    }
+}

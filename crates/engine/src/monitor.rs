@@ -53,7 +53,10 @@ pub fn monitor_main(args: &[String]) -> i32 {
     let (engine, sigfd) = match setup() {
         Ok(x) => x,
         Err(e) => {
-            report(&mut status, &format!("error 125 {e}"));
+            report(
+                &mut status,
+                &format!("error 125 {}", crate::error_chain(&e)),
+            );
             return 125;
         }
     };
@@ -105,7 +108,7 @@ impl Monitor {
 
     /// A start failed: undo what was set up and record the error.
     fn fail(&mut self, code: i32, e: &EngineError) {
-        let msg = e.to_string();
+        let msg = crate::error_chain(e);
         let _ = container::delete(&self.engine.runtime_root(), &self.id, true);
         let _ = prepare::unmount(&self.engine, &self.id);
         let auto_remove = self
@@ -154,6 +157,8 @@ impl Monitor {
             return Err(EngineError::NoCommand);
         }
         prepare::rootfs(&self.engine, &rec)?;
+        let rootfs = self.engine.container_dir(&self.id).join("rootfs");
+        prepare::check_executable(&rootfs, &argv[0], &rec.config.env)?;
         let spec = prepare::spec(&mut self.engine, &rec, &argv)?;
         let dir = self.engine.container_dir(&self.id);
         let text = serde_json::to_vec(&spec).map_err(crate::spec::SpecBuildError::Spec)?;

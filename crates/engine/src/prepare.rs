@@ -139,6 +139,62 @@ fn joins(engine: &mut Engine, rec: &ContainerRecord) -> Result<Vec<NsJoin>, Engi
     Ok(v)
 }
 
+/// Docker's 126: the program exists in the rootfs but cannot be executed (a directory, or
+/// no execute bit). Looked up inside the rootfs like the runtime will (`$PATH` of the
+/// container's env when the name has no `/`); a missing program is left to the runtime,
+/// which reports it as not found (127).
+pub(crate) fn check_executable(
+    rootfs: &Path,
+    argv0: &str,
+    env: &[String],
+) -> Result<(), EngineError> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    use nix::sys::stat::{Mode, SFlag, fstat};
+    let Ok(root) = nix::fcntl::open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return Ok(());
+    };
+    let candidates: Vec<String> = if argv0.contains('/') {
+        vec![argv0.to_string()]
+    } else {
+        let path = env
+            .iter()
+            .find_map(|e| e.strip_prefix("PATH="))
+            .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin");
+        path.split(':').map(|d| format!("{d}/{argv0}")).collect()
+    };
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    for c in candidates {
+        let rel = c.trim_start_matches('/');
+        let Ok(fd) = openat2(&root, if rel.is_empty() { "." } else { rel }, how) else {
+            continue;
+        };
+        let Ok(st) = fstat(&fd) else { continue };
+        let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+        if kind == SFlag::S_IFDIR && argv0.contains('/') {
+            return Err(EngineError::CannotExecute {
+                path: argv0.to_string(),
+                why: "is a directory",
+            });
+        }
+        if kind == SFlag::S_IFREG {
+            if st.st_mode & 0o111 == 0 {
+                return Err(EngineError::CannotExecute {
+                    path: c,
+                    why: "permission denied",
+                });
+            }
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
 /// The runtime spec for `rec`, running `argv`.
 pub(crate) fn spec(
     engine: &mut Engine,

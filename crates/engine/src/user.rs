@@ -15,7 +15,7 @@ pub enum UserError {
     NoUser(String),
     #[error("unable to find group {0}: no matching entries in group file")]
     NoGroup(String),
-    #[error("open rootfs `{path}`: {source}")]
+    #[error("open rootfs `{path}`")]
     Root { path: PathBuf, source: nix::Error },
 }
 
