@@ -250,3 +250,58 @@ fn import_a_busybox_tarball_offline() -> Result<()> {
     assert_store_empty(&root);
     Ok(())
 }
+
+#[test]
+fn login_pull_logout() -> Result<()> {
+    if !common::can_run() {
+        return Ok(());
+    }
+    let tmp = tempfile::tempdir()?;
+    let reg = common::htpasswd_registry(tmp.path(), "bob", "hunter2")?;
+    let layout = Layout::new(tmp.path())?;
+    layout.busybox("bb", tmp.path())?;
+    run(Command::new("skopeo")
+        .args([
+            "copy",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "bob:hunter2",
+        ])
+        .arg(format!("oci:{}", layout.image("bb")))
+        .arg(format!("docker://{}/private/bb", reg.addr)))?;
+    let root = tmp.path().join("root");
+    let r = format!("{}/private/bb", reg.addr);
+    let o = berth(&root, &["pull", &r]);
+    assert_eq!(o.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&format!("run `berth login {}`", reg.addr)),
+        "{err}"
+    );
+    let mut login = Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("--root")
+        .arg(&root)
+        .args(["login", "-u", "bob", "--password-stdin", &reg.addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    use std::io::Write;
+    login
+        .stdin
+        .take()
+        .context("stdin")?
+        .write_all(b"hunter2\n")?;
+    let out = login.wait_with_output()?;
+    assert!(ok(&out).contains("Login Succeeded"));
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &fs::metadata(root.join("auth.json"))?.permissions(),
+    );
+    assert_eq!(mode & 0o777, 0o600);
+    ok(&berth(&root, &["pull", &r]));
+    ok(&berth(&root, &["logout", &reg.addr]));
+    ok(&berth(&root, &["rmi", &r]));
+    assert_eq!(berth(&root, &["pull", &r]).status.code(), Some(125));
+    assert_store_empty(&root);
+    Ok(())
+}

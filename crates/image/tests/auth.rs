@@ -9,7 +9,7 @@ use std::fs;
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,61 +19,10 @@ use base64::Engine as _;
 use berth_image::{
     AuthFiles, ClientOptions, Credentials, PullOptions, Reference, RegistryClient, Store,
 };
-use common::{Layout, run};
+use common::{Layout, OwnRegistry, run};
 
 const USER: &str = "alice";
 const PASS: &str = "s3cret-pw";
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-/// A docker-registry process with its own config, killed by PID on drop.
-struct OwnRegistry {
-    addr: String,
-    child: Child,
-}
-
-impl OwnRegistry {
-    fn start(dir: &Path, auth_yaml: &str) -> Result<OwnRegistry> {
-        let port = free_port()?;
-        let config = dir.join("config.yml");
-        fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n{auth_yaml}",
-                dir.join("data").display()
-            ),
-        )?;
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(fs::File::create(dir.join("log"))?)
-            .spawn()?;
-        let reg = OwnRegistry {
-            addr: format!("127.0.0.1:{port}"),
-            child,
-        };
-        for _ in 0..200 {
-            if std::net::TcpStream::connect(&reg.addr).is_ok() {
-                return Ok(reg);
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        bail!(
-            "registry did not start: {}",
-            fs::read_to_string(dir.join("log")).unwrap_or_default()
-        )
-    }
-}
-
-impl Drop for OwnRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn can_run_auth() -> bool {
     if !common::can_run() {
@@ -142,16 +91,7 @@ fn basic_auth_pull() -> Result<()> {
         return Ok(());
     }
     let tmp = tempfile::tempdir()?;
-    let hp = tmp.path().join("htpasswd");
-    let line = run(Command::new("htpasswd").args(["-Bbn", USER, PASS]))?;
-    fs::write(&hp, line.trim())?;
-    let reg = OwnRegistry::start(
-        tmp.path(),
-        &format!(
-            "  htpasswd:\n    realm: berth-test\n    path: {}\n",
-            hp.display()
-        ),
-    )?;
+    let reg = common::htpasswd_registry(tmp.path(), USER, PASS)?;
     push_busybox(tmp.path(), &reg.addr, "secret/busybox")?;
     let r = format!("{}/secret/busybox", reg.addr);
     let err = try_pull(tmp.path(), &r, None)?.expect_err("anonymous pull succeeded");

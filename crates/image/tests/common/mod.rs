@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
+use std::net::TcpListener;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
@@ -476,4 +478,69 @@ pub fn image_routes(
         );
     }
     routes
+}
+
+pub fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A docker-registry process with its own config, killed by PID on drop.
+pub struct OwnRegistry {
+    pub addr: String,
+    child: Child,
+}
+
+impl OwnRegistry {
+    pub fn start(dir: &Path, auth_yaml: &str) -> Result<OwnRegistry> {
+        let port = free_port()?;
+        let config = dir.join("config.yml");
+        fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n{auth_yaml}",
+                dir.join("data").display()
+            ),
+        )?;
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join("log"))?)
+            .spawn()?;
+        let reg = OwnRegistry {
+            addr: format!("127.0.0.1:{port}"),
+            child,
+        };
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(&reg.addr).is_ok() {
+                return Ok(reg);
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        bail!(
+            "registry did not start: {}",
+            fs::read_to_string(dir.join("log")).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for OwnRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A registry in htpasswd mode with `user:pass`, storage under `dir`.
+pub fn htpasswd_registry(dir: &Path, user: &str, pass: &str) -> Result<OwnRegistry> {
+    let hp = dir.join("htpasswd");
+    let line = run(Command::new("htpasswd").args(["-Bbn", user, pass]))?;
+    fs::write(&hp, line.trim())?;
+    OwnRegistry::start(
+        dir,
+        &format!(
+            "  htpasswd:\n    realm: berth-test\n    path: {}\n",
+            hp.display()
+        ),
+    )
 }
