@@ -355,6 +355,8 @@ impl Drop for Mounted {
 pub struct FakeRegistry {
     pub addr: String,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Requests seen with an `Authorization` header.
+    pub authorized: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// What a fake registry serves: path → (content type, body).
@@ -362,7 +364,15 @@ pub type Routes = BTreeMap<String, (String, Vec<u8>)>;
 
 impl FakeRegistry {
     pub fn start(routes: Routes, delay_ms: u64) -> Result<FakeRegistry> {
+        FakeRegistry::start_flaky(routes, delay_ms, 0)
+    }
+
+    /// Like `start`, but the first `fail_blobs` blob requests get HTTP 503. A route whose
+    /// content type is `redirect` answers 307 with its body as `Location`. Requests that
+    /// carry an `Authorization` header are counted in `authorized`.
+    pub fn start_flaky(routes: Routes, delay_ms: u64, fail_blobs: usize) -> Result<FakeRegistry> {
         use std::io::{BufRead, BufReader, Write};
+        let failures = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(fail_blobs));
         use std::sync::atomic::Ordering;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let addr = listener.local_addr()?.to_string();
@@ -370,6 +380,8 @@ impl FakeRegistry {
         let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
         let stop2 = stop.clone();
         let routes = std::sync::Arc::new(routes);
+        let authorized = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let authorized2 = authorized.clone();
         std::thread::spawn(move || {
             while !stop2.load(Ordering::Relaxed) {
                 let Ok((sock, _)) = listener.accept() else {
@@ -377,6 +389,8 @@ impl FakeRegistry {
                     continue;
                 };
                 let routes = routes.clone();
+                let failures = failures.clone();
+                let authorized = authorized2.clone();
                 std::thread::spawn(move || {
                     let _ = sock.set_nonblocking(false);
                     let mut r = BufReader::new(&sock);
@@ -389,10 +403,31 @@ impl FakeRegistry {
                         if r.read_line(&mut h).is_err() || h.trim().is_empty() {
                             break;
                         }
+                        if h.to_ascii_lowercase().starts_with("authorization:") {
+                            authorized.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
                     let mut w = &sock;
+                    if path.contains("/blobs/")
+                        && failures
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                            .is_ok()
+                    {
+                        let _ = write!(
+                            w,
+                            "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                        );
+                        return;
+                    }
                     match routes.get(&path) {
+                        Some((ct, body)) if ct == "redirect" => {
+                            let to = String::from_utf8_lossy(body);
+                            let _ = write!(
+                                w,
+                                "HTTP/1.1 307 Temporary Redirect\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            );
+                        }
                         Some((ct, body)) => {
                             let _ = write!(
                                 w,
@@ -418,7 +453,11 @@ impl FakeRegistry {
                 });
             }
         });
-        Ok(FakeRegistry { addr, stop })
+        Ok(FakeRegistry {
+            addr,
+            stop,
+            authorized,
+        })
     }
 }
 
