@@ -546,8 +546,12 @@ impl Store {
                 }
             }
         }
-        sweep(&self.dir.join("blobs/sha256"), &blobs)?;
-        sweep(&self.dir.join("layers"), &layers)?;
+        // Scratch first: no writer runs (we hold the lock), and it clears leftovers of a
+        // crashed collection before layers are moved there.
+        let trash = self.dir.join("tmp");
+        sweep(&trash, &BTreeSet::new(), &trash)?;
+        sweep(&self.dir.join("blobs/sha256"), &blobs, &trash)?;
+        sweep(&self.dir.join("layers"), &layers, &trash)?;
         sweep_dangling_links(&self.dir.join("l"))?;
         // Temp files of atomic writes interrupted by a crash.
         for dir in [self.dir.join("records"), self.dir.clone()] {
@@ -558,20 +562,24 @@ impl Store {
                 }
             }
         }
-        sweep(&self.dir.join("tmp"), &BTreeSet::new())
+        Ok(())
     }
 }
 
-/// Remove every entry of `dir` whose name is not in `keep`.
-fn sweep(dir: &Path, keep: &BTreeSet<String>) -> Result<(), StoreError> {
+/// Remove every entry of `dir` whose name is not in `keep`. Directories are first renamed
+/// into `trash` (on the same filesystem), so a crash halfway through a removal never leaves
+/// a half-deleted layer that still looks committed.
+fn sweep(dir: &Path, keep: &BTreeSet<String>, trash: &Path) -> Result<(), StoreError> {
     for e in fs::read_dir(dir).map_err(io_err("list", dir))? {
         let e = e.map_err(io_err("list", dir))?;
-        if keep.contains(e.file_name().to_string_lossy().as_ref()) {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if keep.contains(&name) {
             continue;
         }
         let p = e.path();
         let r = if e.file_type().is_ok_and(|t| t.is_dir()) {
-            fs::remove_dir_all(&p)
+            let doomed = trash.join(format!(".gc-{name}"));
+            fs::rename(&p, &doomed).and_then(|()| fs::remove_dir_all(&doomed))
         } else {
             fs::remove_file(&p)
         };
