@@ -774,3 +774,39 @@ fn ctr_run_rm() {
         assert_gone(&id);
     }
 }
+
+/// A program that exits at once is reaped by conmon or the shim (both subreapers) as soon
+/// as `start` lets it run; `start` must still succeed. Repeated to make the race likely.
+#[test]
+#[ignore = "berth-runtime 8205a0a: `start` opens its pidfd after the exec fifo, so a \
+            fast-exiting init already reaped by conmon/the shim fails it with ESRCH \
+            (ctr_run_rm fails ~30% of runs); un-ignore once fixed"]
+fn fast_exit_start_race() {
+    let Some((f, _serial)) = fixture() else {
+        return;
+    };
+    for i in 0..10 {
+        let id = format!("berth-callers-fast{i}-{}", std::process::id());
+        let out = run_status(
+            ctr(f)
+                .args(["run", "--rm", "--runc-binary"])
+                .arg(&f.runtime)
+                .args([&f.image, &id, "true"]),
+            None,
+        )
+        .unwrap();
+        assert!(out.status.success(), "ctr run {i}: {}", text(&out.stderr));
+        assert_gone(&id);
+    }
+    for i in 0..5 {
+        let n = Names::new(&format!("fast{i}"));
+        let mut cmd = podman_run(f, &n.name, &n.cidfile, &["--rm"]);
+        let out = run_status(cmd.args([&f.image, "true"]), None).unwrap();
+        assert!(
+            out.status.success(),
+            "podman run {i}: {}",
+            text(&out.stderr)
+        );
+        n.assert_gone();
+    }
+}
