@@ -778,9 +778,6 @@ fn ctr_run_rm() {
 /// A program that exits at once is reaped by conmon or the shim (both subreapers) as soon
 /// as `start` lets it run; `start` must still succeed. Repeated to make the race likely.
 #[test]
-#[ignore = "berth-runtime 8205a0a: `start` opens its pidfd after the exec fifo, so a \
-            fast-exiting init already reaped by conmon/the shim fails it with ESRCH \
-            (ctr_run_rm fails ~30% of runs); un-ignore once fixed"]
 fn fast_exit_start_race() {
     let Some((f, _serial)) = fixture() else {
         return;

@@ -150,8 +150,12 @@ pub(crate) fn apply_sets(sets: &CapSets) -> Result<(), CapsError> {
             source,
         }
     })?;
+    // The kernel raises an ambient capability only if it is permitted and inheritable;
+    // like runc, skip the others instead of failing (runc's own spec lists ambient
+    // capabilities without inheritable ones).
+    let ambient = sets.ambient & sets.permitted & sets.inheritable;
     for cap in 0..=last_cap() {
-        if sets.ambient & (1 << cap) != 0 {
+        if ambient & (1 << cap) != 0 {
             crate::sys::prctl_ambient(
                 libc::PR_CAP_AMBIENT_RAISE as libc::c_ulong,
                 libc::c_ulong::from(cap),

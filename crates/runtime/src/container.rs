@@ -398,10 +398,17 @@ pub fn start(root: &StateRoot, id: &str) -> Result<(), ContainerError> {
         });
     }
     let fifo = root.dir(id).join(state::FIFO);
+    let stopped = || ContainerError::WrongState {
+        id: id.into(),
+        status: Status::Stopped,
+        what: "its init exited before start",
+    };
+    // Take hold of the init first: once the fifo is open it may exec, exit and be reaped
+    // by its parent before we look.
+    let pidfd = sys::pidfd_open(saved.pid).map_err(|_| stopped())?;
     // Non-blocking open: if the init died meanwhile we must not hang.
     let fd = sys::open(&fifo, libc::O_RDONLY | libc::O_NONBLOCK, 0)
         .map_err(io_err(format!("open `{}`", fifo.display())))?;
-    let pidfd = sys::pidfd_open(saved.pid).map_err(io_err("pidfd_open"))?;
     let mut buf = [0u8; 1];
     loop {
         // SAFETY: reading one byte into a valid stack buffer from an fd we own.
@@ -416,11 +423,7 @@ pub fn start(root: &StateRoot, id: &str) -> Result<(), ContainerError> {
             break;
         }
         if sys::poll_readable(pidfd.as_fd(), 0).unwrap_or(false) {
-            return Err(ContainerError::WrongState {
-                id: id.into(),
-                status: Status::Stopped,
-                what: "its init exited before start",
-            });
+            return Err(stopped());
         }
         let _ = sys::poll_readable(fd.as_fd(), 10);
     }
