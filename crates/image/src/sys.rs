@@ -180,16 +180,19 @@ pub(crate) fn fchmodat(dir: BorrowedFd<'_>, name: &CStr, mode: libc::mode_t) -> 
     check(unsafe { libc::fchmodat(dir.as_raw_fd(), name.as_ptr(), mode, 0) }).map(drop)
 }
 
-fn times(mtime: i64) -> [libc::timespec; 2] {
+/// Seconds and nanoseconds since the epoch.
+pub(crate) type Time = (i64, i64);
+
+fn times((sec, nsec): Time) -> [libc::timespec; 2] {
     let ts = libc::timespec {
-        tv_sec: mtime,
-        tv_nsec: 0,
+        tv_sec: sec,
+        tv_nsec: nsec,
     };
     [ts, ts]
 }
 
-/// Set atime and mtime (seconds) of `name` in `dir` without following a symlink.
-pub(crate) fn lutimesat(dir: BorrowedFd<'_>, name: &CStr, mtime: i64) -> io::Result<()> {
+/// Set atime and mtime of `name` in `dir` without following a symlink.
+pub(crate) fn lutimesat(dir: BorrowedFd<'_>, name: &CStr, mtime: Time) -> io::Result<()> {
     let t = times(mtime);
     // SAFETY: `dir` is live, `name` is NUL-terminated, `t` holds the two timespecs the
     // kernel reads.
@@ -204,8 +207,8 @@ pub(crate) fn lutimesat(dir: BorrowedFd<'_>, name: &CStr, mtime: i64) -> io::Res
     check(ret).map(drop)
 }
 
-/// Set atime and mtime (seconds) of an open file.
-pub(crate) fn futimes(fd: BorrowedFd<'_>, mtime: i64) -> io::Result<()> {
+/// Set atime and mtime of an open file.
+pub(crate) fn futimes(fd: BorrowedFd<'_>, mtime: Time) -> io::Result<()> {
     let t = times(mtime);
     // SAFETY: `fd` is live and `t` holds the two timespecs the kernel reads.
     check(unsafe { libc::futimens(fd.as_raw_fd(), t.as_ptr()) }).map(drop)

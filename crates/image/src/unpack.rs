@@ -130,7 +130,7 @@ struct Meta {
     mode: libc::mode_t,
     uid: libc::uid_t,
     gid: libc::gid_t,
-    mtime: i64,
+    mtime: sys::Time,
     xattrs: Vec<(CString, Vec<u8>)>,
 }
 
@@ -139,7 +139,7 @@ struct Unpacker {
     root: OwnedFd,
     opts: UnpackOptions,
     cached_parent: Option<(Vec<Vec<u8>>, OwnedFd)>,
-    dirs: Vec<(PathBuf, i64)>,
+    dirs: Vec<(PathBuf, sys::Time)>,
     /// Copy buffer, allocated once per layer.
     buf: Vec<u8>,
 }
@@ -200,16 +200,15 @@ fn read_meta<R: Read>(
     // Writers leave these fields empty now and then; like Go's archive/tar, read that as 0.
     let uid = h.uid().unwrap_or(0);
     let gid = h.gid().unwrap_or(0);
-    let mut mtime = i64::try_from(h.mtime().unwrap_or(0)).unwrap_or(i64::MAX);
+    let mut mtime = (i64::try_from(h.mtime().unwrap_or(0)).unwrap_or(i64::MAX), 0);
     let mut xattrs = Vec::new();
     if let Some(pax) = entry.pax_extensions().map_err(UnpackError::Read)? {
         for ext in pax {
             let ext = ext.map_err(UnpackError::Read)?;
             let key = ext.key_bytes();
             if key == b"mtime" {
-                let v = String::from_utf8_lossy(ext.value_bytes());
-                let secs = v.split('.').next().unwrap_or("0");
-                mtime = secs.parse().unwrap_or(mtime);
+                mtime =
+                    parse_pax_time(&String::from_utf8_lossy(ext.value_bytes())).unwrap_or(mtime);
             } else if let Some(x) = key.strip_prefix(b"SCHILY.xattr.") {
                 // overlay's own xattrs come only from whiteout entries, never from data.
                 if !x.starts_with(b"trusted.overlay.") {
@@ -481,6 +480,27 @@ impl Unpacker {
     }
 }
 
+/// A PAX time, `seconds[.fraction]`, as seconds and nanoseconds.
+fn parse_pax_time(v: &str) -> Option<sys::Time> {
+    let (secs, frac) = v.split_once('.').unwrap_or((v, ""));
+    let secs: i64 = secs.parse().ok()?;
+    let digits: String = frac.chars().take(9).collect();
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let nsec = if digits.is_empty() {
+        0
+    } else {
+        format!("{digits:0<9}").parse().ok()?
+    };
+    // A negative time with a fraction counts back from the whole second.
+    Some(if secs < 0 && nsec > 0 {
+        (secs - 1, 1_000_000_000 - nsec)
+    } else {
+        (secs, nsec)
+    })
+}
+
 fn dev_of(h: &tar::Header) -> libc::dev_t {
     let major = h.device_major().ok().flatten().unwrap_or(0);
     let minor = h.device_minor().ok().flatten().unwrap_or(0);
@@ -583,6 +603,18 @@ mod tests {
     const OPTS: UnpackOptions = UnpackOptions {
         preserve_owner: false,
     };
+
+    #[test]
+    fn parses_pax_times() {
+        assert_eq!(parse_pax_time("1700000000"), Some((1_700_000_000, 0)));
+        assert_eq!(
+            parse_pax_time("1700000000.5"),
+            Some((1_700_000_000, 500_000_000))
+        );
+        assert_eq!(parse_pax_time("1.123456789123"), Some((1, 123_456_789)));
+        assert_eq!(parse_pax_time("-1.25"), Some((-2, 750_000_000)));
+        assert_eq!(parse_pax_time("x"), None);
+    }
 
     #[test]
     fn names_are_split_and_checked() {

@@ -95,6 +95,7 @@ fn imported_tarball_mounts_as_the_same_tree() -> Result<()> {
     run(Command::new("tar")
         .arg("-C")
         .arg(src.join("rootfs"))
+        .arg("--format=posix")
         .arg("-czf")
         .arg(&tarball)
         .arg("."))?;

@@ -257,10 +257,11 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Entry>) -> Result<()
             (
                 "file",
                 format!(
-                    "{} {} mtime={}",
+                    "{} {} mtime={}.{:09}",
                     data.len(),
                     berth_image::Digest::of(&data),
-                    m.mtime()
+                    m.mtime(),
+                    m.mtime_nsec()
                 ),
             )
         } else if ft.is_char_device() {
