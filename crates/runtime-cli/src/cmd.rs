@@ -1,7 +1,7 @@
 //! One function per command, turning parsed flags into runtime library calls.
 
 use std::io::Read;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -11,100 +11,102 @@ use berth_runtime::foreground;
 use berth_runtime::state::StateRoot;
 use oci_spec::runtime::{LinuxResources, Process};
 
-use crate::{Cli, Command, CreateArgs, Format};
+use crate::args::{ArgsError, Parsed};
 
-/// Runs the parsed command; returns the process exit code.
-pub(crate) fn dispatch(cli: &Cli) -> Result<i32> {
-    let root = StateRoot::new(&cli.root);
-    match &cli.command {
-        Command::Create(a) => {
-            container::create(&root, &create_options(a))?;
-            Ok(0)
+/// `--format` of ps and list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Table,
+    Json,
+}
+
+fn format_of(p: &Parsed) -> Result<Format> {
+    match p.get("format").unwrap_or("table") {
+        "table" => Ok(Format::Table),
+        "json" => Ok(Format::Json),
+        other => Err(ArgsError::Value {
+            flag: "format".into(),
+            value: other.into(),
         }
-        Command::Start { id } => {
-            container::start(&root, id)?;
-            Ok(0)
-        }
-        Command::Run {
-            create,
-            detach,
-            keep,
-        } => run(&root, create, *detach, *keep),
-        Command::State { id } => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&container::state(&root, id)?)?
-            );
-            Ok(0)
-        }
-        Command::Kill { id, signal, all } => {
-            container::kill(&root, id, signal, *all)?;
-            Ok(0)
-        }
-        Command::Delete { id, force } => {
-            container::delete(&root, id, *force)?;
-            Ok(0)
-        }
-        Command::Ps {
-            id,
-            format,
-            ps_args,
-        } => ps(&root, id, *format, ps_args),
-        Command::List { format, quiet } => list(&root, *format, *quiet),
-        Command::Pause { id } => {
-            container::pause(&root, id)?;
-            Ok(0)
-        }
-        Command::Resume { id } => {
-            container::resume(&root, id)?;
-            Ok(0)
-        }
-        Command::Events {
-            id,
-            stats,
-            interval,
-        } => events(&root, id, *stats, interval),
-        Command::Update(a) => {
-            let r = a.resources()?;
-            container::update(&root, &a.id, &r)?;
-            Ok(0)
-        }
-        Command::Spec { bundle } => spec(bundle, cli.rootless.as_deref() == Some("true")),
-        Command::Features => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&berth_runtime::defaults::features())?
-            );
-            Ok(0)
-        }
-        Command::Exec(a) => exec_cmd(&root, a),
+        .into()),
     }
 }
 
-fn create_options(a: &CreateArgs) -> CreateOptions {
-    CreateOptions {
-        id: a.id.clone(),
-        bundle: a.bundle.clone(),
-        pid_file: a.pid_file.clone(),
-        console_socket: a.console_socket.clone(),
-        no_pivot: a.no_pivot,
-        no_new_keyring: a.no_new_keyring,
-        preserve_fds: a.preserve_fds,
+/// Runs the parsed command; returns the process exit code.
+pub(crate) fn dispatch(p: &Parsed) -> Result<i32> {
+    let root = StateRoot::new(p.get("root").unwrap_or("/run/berth-runtime"));
+    let id = || p.positional(0, "a container id");
+    match p.command.unwrap_or_default() {
+        "create" => {
+            container::create(&root, &create_options(p)?)?;
+        }
+        "start" => container::start(&root, id()?)?,
+        "run" => return run(&root, p),
+        "state" => println!(
+            "{}",
+            serde_json::to_string_pretty(&container::state(&root, id()?)?)?
+        ),
+        "kill" => {
+            let sig = p.positionals.get(1).map_or("SIGTERM", String::as_str);
+            container::kill(&root, id()?, sig, p.on("all"))?;
+        }
+        "delete" => container::delete(&root, id()?, p.on("force"))?,
+        "ps" => {
+            return ps(
+                &root,
+                id()?,
+                format_of(p)?,
+                p.positionals.get(1..).unwrap_or_default(),
+            );
+        }
+        "list" => return list(&root, format_of(p)?, p.on("quiet")),
+        "pause" => container::pause(&root, id()?)?,
+        "resume" => container::resume(&root, id()?)?,
+        "events" => {
+            return events(
+                &root,
+                id()?,
+                p.on("stats"),
+                p.get("interval").unwrap_or("5s"),
+            );
+        }
+        "update" => container::update(&root, id()?, &resources(p)?)?,
+        "spec" => return spec(Path::new(p.get("bundle").unwrap_or(".")), p.on("rootless")),
+        "features" => println!(
+            "{}",
+            serde_json::to_string_pretty(&berth_runtime::defaults::features())?
+        ),
+        "exec" => return exec_cmd(&root, p),
+        other => return Err(ArgsError::UnknownCommand(other.into()).into()),
     }
+    Ok(0)
+}
+
+fn create_options(p: &Parsed) -> Result<CreateOptions> {
+    Ok(CreateOptions {
+        id: p.positional(0, "a container id")?.to_string(),
+        bundle: PathBuf::from(p.get("bundle").unwrap_or(".")),
+        pid_file: p.get("pid-file").map(PathBuf::from),
+        console_socket: p.get("console-socket").map(PathBuf::from),
+        no_pivot: p.on("no-pivot"),
+        no_new_keyring: p.on("no-new-keyring"),
+        preserve_fds: p.num("preserve-fds")?.unwrap_or(0),
+    })
 }
 
 /// `run`: create + start, then (unless detached) serve the container until it exits and
 /// delete it (unless --keep). Exit code: the container's.
-fn run(root: &StateRoot, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32> {
-    let sigfd = if detach {
+fn run(root: &StateRoot, p: &Parsed) -> Result<i32> {
+    let opts = create_options(p)?;
+    let sigfd = if p.on("detach") {
         None
     } else {
         foreground::become_subreaper().context("become subreaper")?;
         Some(foreground::block_signals().context("block signals")?)
     };
-    let created = container::create(root, &create_options(a))?;
-    if let Err(e) = container::start(root, &a.id) {
-        let _ = container::delete(root, &a.id, true);
+    let created = container::create(root, &opts)?;
+    if let Err(e) = container::start(root, &opts.id) {
+        let _ = container::delete(root, &opts.id, true);
         return Err(e.into());
     }
     let Some(sigfd) = sigfd else {
@@ -112,14 +114,14 @@ fn run(root: &StateRoot, a: &CreateArgs, detach: bool, keep: bool) -> Result<i32
     };
     let code = foreground::serve(created.pid, &sigfd, created.console.as_ref())
         .context("wait for the container")?;
-    if container::oom_kills(root, &a.id).unwrap_or(0) > 0 {
+    if container::oom_kills(root, &opts.id).unwrap_or(0) > 0 {
         eprintln!(
             "berth-runtime: container `{}` hit its memory limit: the kernel's OOM killer ended a process in it",
-            a.id
+            opts.id
         );
     }
-    if !keep {
-        container::delete(root, &a.id, true)?;
+    if !p.on("keep") {
+        container::delete(root, &opts.id, true)?;
     }
     Ok(code)
 }
@@ -240,35 +242,6 @@ fn events(root: &StateRoot, id: &str, once: bool, interval: &str) -> Result<i32>
     }
 }
 
-/// Flags of `update`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct UpdateArgs {
-    pub id: String,
-    /// A LinuxResources JSON file, or `-` for stdin.
-    #[arg(short, long)]
-    resources: Option<PathBuf>,
-    #[arg(long)]
-    memory: Option<String>,
-    #[arg(long = "memory-swap")]
-    memory_swap: Option<String>,
-    #[arg(long = "memory-reservation")]
-    memory_reservation: Option<String>,
-    #[arg(long = "cpu-shares")]
-    cpu_shares: Option<u64>,
-    #[arg(long = "cpu-period")]
-    cpu_period: Option<u64>,
-    #[arg(long = "cpu-quota")]
-    cpu_quota: Option<i64>,
-    #[arg(long = "cpuset-cpus")]
-    cpuset_cpus: Option<String>,
-    #[arg(long = "cpuset-mems")]
-    cpuset_mems: Option<String>,
-    #[arg(long = "pids-limit")]
-    pids_limit: Option<i64>,
-    #[arg(long = "blkio-weight")]
-    blkio_weight: Option<u16>,
-}
-
 /// Bytes from `7340032`, `7m`, `1G`, `-1`.
 fn parse_bytes(s: &str) -> Result<i64> {
     if s == "-1" {
@@ -288,156 +261,99 @@ fn parse_bytes(s: &str) -> Result<i64> {
     Ok(n * mult)
 }
 
-impl UpdateArgs {
-    fn resources(&self) -> Result<LinuxResources> {
-        let mut v = match &self.resources {
-            Some(p) => {
-                let mut text = String::new();
-                if p.as_os_str() == "-" {
-                    std::io::stdin().read_to_string(&mut text)?;
-                } else {
-                    text = std::fs::read_to_string(p)
-                        .with_context(|| format!("read `{}`", p.display()))?;
-                }
-                serde_json::from_str::<serde_json::Value>(&text).context("parse resources JSON")?
+/// `update`'s resources: a JSON file (or stdin) with the flag forms applied on top.
+fn resources(p: &Parsed) -> Result<LinuxResources> {
+    let mut v = match p.get("resources") {
+        Some(path) => {
+            let mut text = String::new();
+            if path == "-" {
+                std::io::stdin().read_to_string(&mut text)?;
+            } else {
+                text = std::fs::read_to_string(path).with_context(|| format!("read `{path}`"))?;
             }
-            None => serde_json::json!({}),
-        };
-        let mut set = |section: &str, key: &str, val: serde_json::Value| {
-            if !v[section].is_object() {
-                v[section] = serde_json::json!({});
-            }
-            v[section][key] = val;
-        };
-        if let Some(m) = &self.memory {
-            set("memory", "limit", parse_bytes(m)?.into());
+            serde_json::from_str::<serde_json::Value>(&text).context("parse resources JSON")?
         }
-        if let Some(m) = &self.memory_swap {
-            set("memory", "swap", parse_bytes(m)?.into());
+        None => serde_json::json!({}),
+    };
+    let mut set = |section: &str, key: &str, val: serde_json::Value| {
+        if !v[section].is_object() {
+            v[section] = serde_json::json!({});
         }
-        if let Some(m) = &self.memory_reservation {
-            set("memory", "reservation", parse_bytes(m)?.into());
+        v[section][key] = val;
+    };
+    for (flag, section, key) in [
+        ("memory", "memory", "limit"),
+        ("memory-swap", "memory", "swap"),
+        ("memory-reservation", "memory", "reservation"),
+    ] {
+        if let Some(m) = p.get(flag) {
+            set(section, key, parse_bytes(m)?.into());
         }
-        if let Some(x) = self.cpu_shares {
-            set("cpu", "shares", x.into());
-        }
-        if let Some(x) = self.cpu_period {
-            set("cpu", "period", x.into());
-        }
-        if let Some(x) = self.cpu_quota {
-            set("cpu", "quota", x.into());
-        }
-        if let Some(x) = &self.cpuset_cpus {
-            set("cpu", "cpus", x.clone().into());
-        }
-        if let Some(x) = &self.cpuset_mems {
-            set("cpu", "mems", x.clone().into());
-        }
-        if let Some(x) = self.pids_limit {
-            set("pids", "limit", x.into());
-        }
-        if let Some(x) = self.blkio_weight {
-            set("blockIO", "weight", x.into());
-        }
-        serde_json::from_value(v).context("resources: not a valid LinuxResources object")
     }
+    for (flag, section, key) in [
+        ("cpu-shares", "cpu", "shares"),
+        ("cpu-period", "cpu", "period"),
+        ("cpu-quota", "cpu", "quota"),
+        ("pids-limit", "pids", "limit"),
+        ("blkio-weight", "blockIO", "weight"),
+    ] {
+        if let Some(n) = p.num::<i64>(flag)? {
+            set(section, key, n.into());
+        }
+    }
+    for (flag, key) in [("cpuset-cpus", "cpus"), ("cpuset-mems", "mems")] {
+        if let Some(x) = p.get(flag) {
+            set("cpu", key, x.into());
+        }
+    }
+    serde_json::from_value(v).context("resources: not a valid LinuxResources object")
 }
 
-/// Flags of `exec`.
-#[derive(Debug, clap::Args)]
-pub(crate) struct ExecArgs {
-    id: String,
-    /// Command and arguments (unless --process is given).
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    command: Vec<String>,
-    /// A process.json with the whole process to run.
-    #[arg(short, long)]
-    process: Option<PathBuf>,
-    #[arg(long = "console-socket")]
-    console_socket: Option<PathBuf>,
-    #[arg(long)]
-    cwd: Option<PathBuf>,
-    #[arg(short, long)]
-    env: Vec<String>,
-    #[arg(short, long)]
-    tty: bool,
-    /// uid[:gid]
-    #[arg(short, long)]
-    user: Option<String>,
-    #[arg(short = 'g', long = "additional-gids")]
-    additional_gids: Vec<u32>,
-    /// Capabilities to add to the process.
-    #[arg(short, long)]
-    cap: Vec<String>,
-    #[arg(long = "no-new-privs")]
-    no_new_privs: bool,
-    #[arg(short, long)]
-    detach: bool,
-    #[arg(long = "pid-file")]
-    pid_file: Option<PathBuf>,
-    #[arg(long = "preserve-fds", default_value_t = 0)]
-    preserve_fds: u32,
-    #[arg(long = "process-label", hide = true)]
-    process_label: Option<String>,
-    #[arg(long, hide = true)]
-    apparmor: Option<String>,
-    #[arg(long = "ignore-paused", hide = true)]
-    ignore_paused: bool,
-}
-
-impl ExecArgs {
-    /// The process to run: --process, or the container's own process with flags applied.
-    fn process(&self, root: &StateRoot) -> Result<Process> {
-        if let Some(p) = &self.process {
-            let text = std::fs::read(p).with_context(|| format!("read `{}`", p.display()))?;
-            let de = &mut serde_json::Deserializer::from_slice(&text);
-            return serde_path_to_error::deserialize(de).map_err(|e| {
-                anyhow::anyhow!(
-                    "parse `{}`: field `{}`: {}",
-                    p.display(),
-                    e.path(),
-                    e.inner()
-                )
-            });
-        }
-        if self.command.is_empty() {
-            bail!("exec needs a command or --process FILE");
-        }
-        let saved = container::load(root, &self.id)?;
-        let plan = berth_runtime::spec::load_bundle(&saved.bundle)?;
-        let mut p = plan.spec.process().clone().unwrap_or_default();
-        p.set_args(Some(self.command.clone()));
-        p.set_terminal(Some(self.tty));
-        if let Some(c) = &self.cwd {
-            p.set_cwd(c.clone());
-        }
-        let mut env = p.env().clone().unwrap_or_default();
-        env.extend(self.env.iter().cloned());
-        p.set_env(Some(env));
-        if let Some(u) = &self.user {
-            let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
-            let user = p.user_mut();
-            user.set_uid(
-                uid.parse()
-                    .with_context(|| format!("bad --user `{u}`: use uid[:gid]"))?,
-            );
-            user.set_gid(
-                gid.parse()
-                    .with_context(|| format!("bad --user `{u}`: use uid[:gid]"))?,
-            );
-        }
-        if !self.additional_gids.is_empty() {
-            p.user_mut()
-                .set_additional_gids(Some(self.additional_gids.clone()));
-        }
-        if self.no_new_privs {
-            p.set_no_new_privileges(Some(true));
-        }
-        if !self.cap.is_empty() {
-            add_caps(&mut p, &self.cap)?;
-        }
-        Ok(p)
+/// The process `exec` runs: --process, or the container's own process with the flags
+/// and command applied.
+fn exec_process(root: &StateRoot, p: &Parsed) -> Result<Process> {
+    if let Some(path) = p.get("process") {
+        let text = std::fs::read(path).with_context(|| format!("read `{path}`"))?;
+        let de = &mut serde_json::Deserializer::from_slice(&text);
+        return serde_path_to_error::deserialize(de)
+            .map_err(|e| anyhow::anyhow!("parse `{path}`: field `{}`: {}", e.path(), e.inner()));
     }
+    let command = p.positionals.get(1..).unwrap_or_default();
+    if command.is_empty() {
+        bail!("exec needs a command or --process FILE");
+    }
+    let saved = container::load(root, p.positional(0, "a container id")?)?;
+    let plan = berth_runtime::spec::load_bundle(&saved.bundle)?;
+    let mut proc = plan.spec.process().clone().unwrap_or_default();
+    proc.set_args(Some(command.to_vec()));
+    proc.set_terminal(Some(p.on("tty")));
+    if let Some(c) = p.get("cwd") {
+        proc.set_cwd(PathBuf::from(c));
+    }
+    let mut env = proc.env().clone().unwrap_or_default();
+    env.extend(p.all("env"));
+    proc.set_env(Some(env));
+    if let Some(u) = p.get("user") {
+        let (uid, gid) = u.split_once(':').unwrap_or((u, "0"));
+        let bad = || format!("bad --user `{u}`: use uid[:gid]");
+        let user = proc.user_mut();
+        user.set_uid(uid.parse().with_context(bad)?);
+        user.set_gid(gid.parse().with_context(bad)?);
+    }
+    let gids = p.all("additional-gids");
+    if !gids.is_empty() {
+        let gids: Result<Vec<u32>, _> = gids.iter().map(|g| g.parse()).collect();
+        proc.user_mut()
+            .set_additional_gids(Some(gids.context("bad --additional-gids")?));
+    }
+    if p.on("no-new-privs") {
+        proc.set_no_new_privileges(Some(true));
+    }
+    let caps = p.all("cap");
+    if !caps.is_empty() {
+        add_caps(&mut proc, &caps)?;
+    }
+    Ok(proc)
 }
 
 fn add_caps(p: &mut Process, caps: &[String]) -> Result<()> {
@@ -464,9 +380,10 @@ fn add_caps(p: &mut Process, caps: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn exec_cmd(root: &StateRoot, a: &ExecArgs) -> Result<i32> {
-    let process = a.process(root)?;
-    let sigfd = if a.detach {
+fn exec_cmd(root: &StateRoot, p: &Parsed) -> Result<i32> {
+    let process = exec_process(root, p)?;
+    let id = p.positional(0, "a container id")?;
+    let sigfd = if p.on("detach") {
         None
     } else {
         foreground::become_subreaper().context("become subreaper")?;
@@ -474,11 +391,11 @@ fn exec_cmd(root: &StateRoot, a: &ExecArgs) -> Result<i32> {
     };
     let opts = ExecOptions {
         process,
-        console_socket: a.console_socket.clone(),
-        pid_file: a.pid_file.clone(),
-        preserve_fds: a.preserve_fds,
+        console_socket: p.get("console-socket").map(PathBuf::from),
+        pid_file: p.get("pid-file").map(PathBuf::from),
+        preserve_fds: p.num("preserve-fds")?.unwrap_or(0),
     };
-    let started = exec::exec(root, &a.id, &opts)?;
+    let started = exec::exec(root, id, &opts)?;
     match sigfd {
         None => Ok(0),
         Some(fd) => Ok(foreground::serve(

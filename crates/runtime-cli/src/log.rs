@@ -4,15 +4,13 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::LogFormat;
-
 pub(crate) struct Logger {
     file: Option<std::fs::File>,
-    format: LogFormat,
+    json: bool,
 }
 
 impl Logger {
-    pub(crate) fn new(path: Option<&Path>, format: LogFormat, _debug: bool) -> Self {
+    pub(crate) fn new(path: Option<&Path>, json: bool) -> Self {
         let file = path.and_then(|p| {
             std::fs::OpenOptions::new()
                 .create(true)
@@ -20,20 +18,21 @@ impl Logger {
                 .open(p)
                 .ok()
         });
-        Self { file, format }
+        Self { file, json }
     }
 
     pub(crate) fn error(&self, msg: &str) {
         eprintln!("berth-runtime: {msg}");
         if let Some(mut f) = self.file.as_ref() {
-            let line = match self.format {
-                LogFormat::Json => serde_json::json!({
+            let line = if self.json {
+                serde_json::json!({
                     "level": "error",
                     "msg": msg,
                     "time": now(),
                 })
-                .to_string(),
-                LogFormat::Text => format!("time=\"{}\" level=error msg={:?}", now(), msg),
+                .to_string()
+            } else {
+                format!("time=\"{}\" level=error msg={:?}", now(), msg)
             };
             let _ = writeln!(f, "{line}");
         }

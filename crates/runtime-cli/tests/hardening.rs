@@ -482,13 +482,15 @@ fn exec_does_not_expose_the_host_runtime_binary() {
     b.args(&["sh", "-c", attacker]);
     let id = unique_id("cve5736");
     let state = b.state.path().to_str().unwrap().to_string();
+    let cmd = |args: &[&str]| {
+        let mut c = std::process::Command::new(&runtime);
+        c.arg("--root").arg(&state).args(args).current_dir(b.path());
+        c.stdin(std::process::Stdio::null());
+        c
+    };
+    // The container inherits create's stdio: give it none, or it would hold a pipe open.
     let run = |args: &[&str]| {
-        std::process::Command::new(&runtime)
-            .arg("--root")
-            .arg(&state)
-            .args(args)
-            .current_dir(b.path())
-            .stdin(std::process::Stdio::null())
+        cmd(args)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .status()
@@ -498,7 +500,8 @@ fn exec_does_not_expose_the_host_runtime_binary() {
     assert!(run(&["create", &id]).success());
     assert!(run(&["start", &id]).success());
     for _ in 0..15 {
-        assert!(run(&["exec", &id, "sleep", "0.05"]).success());
+        let out = cmd(&["exec", &id, "sleep", "0.05"]).output().unwrap();
+        assert!(out.status.success(), "exec failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     std::thread::sleep(Duration::from_millis(300));
     let seen = std::fs::read_to_string(b.path().join("rootfs/tmp/seen")).unwrap_or_default();
