@@ -108,3 +108,59 @@ fn missing_executable_fails_create_and_leaves_nothing() {
     let id = unique_id("noexe");
     assert_clean_failure(&b, &id, &["create", &id], "not found");
 }
+
+#[test]
+fn a_create_killed_half_way_is_reported_stopped_and_deleted_cleanly() {
+    if !need_root("crashed_create") {
+        return;
+    }
+    let b = Bundle::new();
+    // The prestart hook holds `create` half-way: cgroup made, init forked.
+    b.edit(|c| {
+        c["hooks"] =
+            serde_json::json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "30"]}]})
+    });
+    b.args(&["true"]);
+    let id = unique_id("crash");
+    b.ids.borrow_mut().push(id.clone());
+    let mut create = std::process::Command::new(RUNTIME)
+        .arg("--root")
+        .arg(b.state.path())
+        .args(["create", &id])
+        .current_dir(b.path())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut seen_creating = false;
+    for _ in 0..300 {
+        let out = b.rt(&["state", &id]);
+        if out.status.success() && stdout(&out).contains("\"creating\"") {
+            seen_creating = true;
+            if !cgroup_dirs(&id).is_empty() {
+                break;
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(seen_creating, "state never showed `creating`");
+    assert!(
+        !cgroup_dirs(&id).is_empty(),
+        "the cgroup should exist half-way"
+    );
+    // The create's own children (the hook) are ours to end too.
+    let children = std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", create.id()))
+        .unwrap_or_default();
+    create.kill().unwrap();
+    create.wait().unwrap();
+    for pid in children
+        .split_whitespace()
+        .filter_map(|p| p.parse::<i32>().ok())
+    {
+        // SAFETY: plain kill(2) of a process this test's child started.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    b.wait_status(&id, "stopped");
+    b.rt_ok(&["delete", &id]);
+    b.assert_no_leaks(&id);
+}

@@ -501,7 +501,11 @@ fn exec_does_not_expose_the_host_runtime_binary() {
     assert!(run(&["start", &id]).success());
     for _ in 0..15 {
         let out = cmd(&["exec", &id, "sleep", "0.05"]).output().unwrap();
-        assert!(out.status.success(), "exec failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "exec failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     std::thread::sleep(Duration::from_millis(300));
     let seen = std::fs::read_to_string(b.path().join("rootfs/tmp/seen")).unwrap_or_default();

@@ -121,6 +121,25 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Contain
         pid: None,
         armed: true,
     };
+    // Recorded before anything else is made, so a create that crashes from here on
+    // leaves a record `delete` can clean up (cgroup included).
+    let me = std::process::id().cast_signed();
+    let mut saved = Saved {
+        id: opts.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        creator: Some((me, sys::process_start_time(me).map_or(0, |(s, _)| s))),
+        bundle: plan.bundle.clone(),
+        rootfs: plan.rootfs.clone(),
+        created: state::now_rfc3339(),
+        owner: state::owner_name(),
+        annotations: plan.spec.annotations().clone().unwrap_or_default(),
+        cgroup: cgroup.clone(),
+        user_ns: ns.creates(libc::CLONE_NEWUSER) || ns.joins(libc::CLONE_NEWUSER),
+        resources: resources.clone(),
+        hooks: plan.spec.hooks().clone(),
+    };
+    root.save(&saved)?;
     cgroup.create()?;
     if let Some(r) = &resources {
         cgroup.apply(r)?;
@@ -135,7 +154,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Contain
         std::os::unix::fs::chown(&fifo, Some(uid), Some(gid))
             .map_err(io_err(format!("chown `{}`", fifo.display())))?;
     }
-    let user_ns = ns.creates(libc::CLONE_NEWUSER) || ns.joins(libc::CLONE_NEWUSER);
+    let user_ns = saved.user_ns;
     let ctx = InitCtx {
         spec: &plan.spec,
         rootfs: &plan.rootfs,
@@ -143,6 +162,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Contain
         prepared: &prepared,
         fifo: Some(&fifo),
         no_pivot: opts.no_pivot,
+        new_keyring: !opts.no_new_keyring,
         preserve_fds: opts.preserve_fds,
         terminal: proc.terminal().unwrap_or(false),
         console_size: proc
@@ -170,20 +190,9 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Contain
         }
         (_, c) => c,
     };
-    let saved = Saved {
-        id: opts.id.clone(),
-        pid,
-        pid_start: sys::process_start_time(pid).map_or(0, |(s, _)| s),
-        bundle: plan.bundle.clone(),
-        rootfs: plan.rootfs.clone(),
-        created: state::now_rfc3339(),
-        owner: state::owner_name(),
-        annotations: plan.spec.annotations().clone().unwrap_or_default(),
-        cgroup: cgroup.clone(),
-        user_ns,
-        resources,
-        hooks: plan.spec.hooks().clone(),
-    };
+    saved.pid = pid;
+    saved.pid_start = sys::process_start_time(pid).map_or(0, |(s, _)| s);
+    saved.creator = None;
     root.save(&saved)?;
     if let Some(p) = &opts.pid_file {
         write_pid_file(p, pid)?;

@@ -59,6 +59,7 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<Execed, Co
         prepared: &prepared,
         fifo: None,
         no_pivot: false,
+        new_keyring: false,
         preserve_fds: opts.preserve_fds,
         terminal,
         console_size: opts.process.console_size().map(|b| {

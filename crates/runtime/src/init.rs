@@ -27,6 +27,9 @@ pub(crate) struct InitCtx<'a> {
     /// Some for a container's init (waits on the fifo); None for exec.
     pub fifo: Option<&'a Path>,
     pub no_pivot: bool,
+    /// Join a new anonymous session keyring, so the container does not share the
+    /// caller's (runc's default; `--no-new-keyring` turns it off).
+    pub new_keyring: bool,
     pub preserve_fds: u32,
     pub terminal: bool,
     pub console_size: Option<(u16, u16)>,
@@ -129,6 +132,9 @@ fn container_init(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
         // container's namespaces but before pivot_root, so its path is the host's.
         let state = run_creation_hooks(ctx, chan)?;
         set_names(ctx.spec)?;
+        if ctx.new_keyring {
+            join_new_session_keyring()?;
+        }
         rootfs::enter(ctx.rootfs, ctx.no_pivot).map_err(|e| e.to_string())?;
         rootfs::write_sysctls(ctx.spec).map_err(|e| e.to_string())?;
         let master = open_console(ctx)?;
@@ -200,6 +206,31 @@ fn run_hooks_here(
 ) -> Result<(), String> {
     crate::hooks::run_all(kind, hooks, state.as_bytes()).map_err(|e| e.to_string())
 }
+/// keyctl(KEYCTL_JOIN_SESSION_KEYRING, NULL): a fresh anonymous session keyring. Kernels
+/// or seccomp profiles without keyrings (ENOSYS, EPERM, EACCES) leave the old one, as runc.
+fn join_new_session_keyring() -> Result<(), String> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    // SAFETY: keyctl with a null name pointer creates an anonymous keyring; no memory of
+    // ours is read or written.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            std::ptr::null::<libc::c_char>(),
+        )
+    };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        if !matches!(
+            e.raw_os_error(),
+            Some(libc::ENOSYS | libc::EPERM | libc::EACCES)
+        ) {
+            return Err(format!("join a new session keyring: {e}"));
+        }
+    }
+    Ok(())
+}
+
 fn set_names(spec: &Spec) -> Result<(), String> {
     if let Some(h) = spec.hostname() {
         sys::sethostname(h).map_err(|e| format!("set hostname `{h}`: {e}"))?;

@@ -45,6 +45,11 @@ pub struct Saved {
     pub pid: i32,
     /// Start time of the init in clock ticks since boot, to detect pid reuse.
     pub pid_start: u64,
+    /// While `pid` is 0: the `create` process (and its start time) still setting it up. A
+    /// record whose creator is gone is a crashed create, reported as stopped so that
+    /// `delete` removes its cgroup and directory.
+    #[serde(default)]
+    pub creator: Option<(i32, u64)>,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     pub created: String,
@@ -211,6 +216,9 @@ impl StateRoot {
 /// Whether the init recorded in `s` still runs (not gone, not a zombie, not a new process
 /// that reused its pid).
 pub(crate) fn init_alive(s: &Saved) -> bool {
+    if s.pid == 0 {
+        return false;
+    }
     match sys::process_start_time(s.pid) {
         Some((start, state)) => start == s.pid_start && state != 'Z' && state != 'X',
         None => false,
@@ -219,6 +227,16 @@ pub(crate) fn init_alive(s: &Saved) -> bool {
 
 /// Derives the status of a saved container.
 pub(crate) fn status_of(root: &StateRoot, s: &Saved) -> Status {
+    if s.pid == 0 {
+        let creating = s.creator.is_some_and(|(pid, start)| {
+            sys::process_start_time(pid).is_some_and(|(st, state)| st == start && state != 'Z')
+        });
+        return if creating {
+            Status::Creating
+        } else {
+            Status::Stopped
+        };
+    }
     if !init_alive(s) {
         return Status::Stopped;
     }
