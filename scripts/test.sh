@@ -9,5 +9,4 @@ if [ -z "${BERTH_TEST_REGISTRY:-}" ]; then
     eval "$(scripts/registry.sh start)"
     trap 'scripts/registry.sh stop' EXIT
 fi
-cargo build --release --workspace --bins
 cargo test --release --workspace "$@"
