@@ -153,7 +153,7 @@ impl Engine {
     /// monitor serves our stdio (stdin too if the container has `-i`) and reports the exit
     /// code to [`Attached::status`]; otherwise it detaches from us completely.
     pub fn start(&mut self, key: &str, attach: bool) -> Result<Attached, EngineError> {
-        let rec = self.refresh(self.db.get(key)?)?;
+        let rec = self.get(key)?;
         if rec.is_active() {
             return Ok(Attached {
                 id: rec.id,

@@ -43,10 +43,12 @@ fn q(op: &'static str) -> impl FnOnce(rusqlite::Error) -> DbError {
     move |source| DbError::Query { op, source }
 }
 
-/// An open metadata store.
+/// The metadata store; the connection is opened on first use and may be closed while
+/// idle (the monitor does, to keep its resident set small).
 #[derive(Debug)]
 pub struct Db {
-    conn: Connection,
+    path: PathBuf,
+    conn: Option<Connection>,
 }
 
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS containers (
@@ -59,6 +61,27 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS containers (
 impl Db {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Db, DbError> {
+        let conn = Some(Self::connect(path)?);
+        Ok(Db {
+            path: path.to_path_buf(),
+            conn,
+        })
+    }
+
+    /// Closes the connection; the next operation reopens it.
+    pub fn close(&mut self) {
+        self.conn = None;
+    }
+
+    fn conn(&mut self) -> Result<&mut Connection, DbError> {
+        let conn = match self.conn.take() {
+            Some(c) => c,
+            None => Self::connect(&self.path)?,
+        };
+        Ok(self.conn.insert(conn))
+    }
+
+    fn connect(path: &Path) -> Result<Connection, DbError> {
         let open_err = |source| DbError::Open {
             path: path.to_path_buf(),
             source,
@@ -72,14 +95,22 @@ impl Db {
             .map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
+        // Keep the WAL when a connection closes: every `berth` command is a short process,
+        // and a checkpoint (two fsyncs) plus WAL re-creation on each exit would dominate a
+        // `run`. Checkpoints still happen every 1000 pages.
+        conn.set_db_config(
+            rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+            true,
+        )
+        .map_err(open_err)?;
         conn.execute_batch(SCHEMA).map_err(open_err)?;
-        Ok(Db { conn })
+        Ok(conn)
     }
 
     /// Adds a new container; fails if its name is taken.
     pub fn insert(&mut self, rec: &ContainerRecord) -> Result<(), DbError> {
         let tx = self
-            .conn
+            .conn()?
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(q("begin"))?;
         let holder: Option<String> = tx
@@ -105,10 +136,10 @@ impl Db {
     }
 
     /// Finds a container by full id, name or unique id prefix.
-    pub fn get(&self, key: &str) -> Result<ContainerRecord, DbError> {
+    pub fn get(&mut self, key: &str) -> Result<ContainerRecord, DbError> {
         let key = key.strip_prefix('/').unwrap_or(key);
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare_cached(
                 "SELECT id, record FROM containers WHERE id = ?1 OR name = ?1
                  UNION ALL SELECT id, record FROM containers WHERE id LIKE ?2 AND id != ?1 LIMIT 3",
@@ -141,9 +172,9 @@ impl Db {
     }
 
     /// Every container, oldest first.
-    pub fn list(&self) -> Result<Vec<ContainerRecord>, DbError> {
+    pub fn list(&mut self) -> Result<Vec<ContainerRecord>, DbError> {
         let mut stmt = self
-            .conn
+            .conn()?
             .prepare_cached("SELECT id, record FROM containers ORDER BY created, id")
             .map_err(q("prepare list"))?;
         let rows: Vec<(String, String)> = stmt
@@ -161,7 +192,7 @@ impl Db {
         change: impl FnOnce(&mut ContainerRecord) -> Result<(), DbError>,
     ) -> Result<ContainerRecord, DbError> {
         let tx = self
-            .conn
+            .conn()?
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(q("begin"))?;
         let text: Option<String> = tx
@@ -202,7 +233,7 @@ impl Db {
 
     /// Deletes a record (no error if it is already gone).
     pub fn remove(&mut self, id: &str) -> Result<(), DbError> {
-        self.conn
+        self.conn()?
             .execute("DELETE FROM containers WHERE id = ?1", params![id])
             .map_err(q("delete container"))?;
         Ok(())

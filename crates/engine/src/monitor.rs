@@ -181,6 +181,12 @@ impl Monitor {
         container::start(&self.engine.runtime_root(), &self.id)?;
         report(&mut self.status, &format!("started {}", created.pid));
         let log = open_log(&self.engine, &rec);
+        // Idle from here on: drop the database connection (SQLite's caches) and give the
+        // freed heap back.
+        self.engine.db.close();
+        drop(rec);
+        crate::sys::trim_heap();
+        crate::sys::drop_clean_file_mappings();
         let code = serve(created.pid, &self.sigfd, stdio, created.console, log);
         Ok(Ended { code })
     }

@@ -91,7 +91,7 @@ fn read_small(p: &Path) -> String {
 
 /// The pid of a running container named by `--pid/--ipc/--network=container:X`.
 fn running_pid(engine: &mut Engine, key: &str) -> Result<i32, EngineError> {
-    let rec = engine.refresh(engine.db.get(key)?)?;
+    let rec = engine.get(key)?;
     if !rec.is_active() || rec.state.pid <= 0 {
         return Err(EngineError::NotRunning(key.to_string()));
     }

@@ -44,3 +44,62 @@ pub(crate) fn take_status_fd() -> Option<File> {
     // monitor is a fresh exec whose only inherited fds are stdio and this pipe.
     Some(unsafe { File::from_raw_fd(STATUS_FD) })
 }
+
+/// Returns freed heap memory to the kernel (glibc keeps it otherwise), so an idle monitor
+/// holds only what it still uses.
+pub(crate) fn trim_heap() {
+    // SAFETY: malloc_trim only walks glibc's own allocator state; it has no arguments that
+    // point into our memory and is safe to call from a single-threaded program at any time.
+    unsafe { libc::malloc_trim(0) };
+}
+
+/// Drops this process's page-table entries for read-only, file-backed mappings that hold
+/// no private (copied-on-write) pages: the code and constants of the binary and its
+/// libraries that the start-up used and the idle loop will not. The pages stay in the
+/// page cache, shared with every other process; whatever is used again faults back in.
+/// Returns the number of bytes advised.
+pub(crate) fn drop_clean_file_mappings() -> usize {
+    let Ok(text) = std::fs::read_to_string("/proc/self/smaps") else {
+        return 0;
+    };
+    let mut total = 0;
+    let mut current: Option<(usize, usize, bool)> = None;
+    let mut flush = |m: Option<(usize, usize, bool)>, anon_zero: bool| {
+        if let Some((start, end, eligible)) = m
+            && eligible
+            && anon_zero
+        {
+            // SAFETY: [start, end) is a mapping of this process read from smaps just now;
+            // it is not writable and has no anonymous (private, modified) pages, so
+            // MADV_DONTNEED only drops page-table entries for pages that are identical
+            // to the file and are re-read from the page cache on the next access. The
+            // monitor is single-threaded, so no other thread changes the mappings.
+            let r = unsafe {
+                libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED)
+            };
+            if r == 0 {
+                total += end - start;
+            }
+        }
+    };
+    let mut anon_zero = false;
+    for line in text.lines() {
+        let mut parts = line.split_whitespace();
+        let first = parts.next().unwrap_or("");
+        if let Some((a, b)) = first.split_once('-')
+            && let (Ok(start), Ok(end)) =
+                (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16))
+        {
+            flush(current.take(), anon_zero);
+            let perms = parts.next().unwrap_or("");
+            let path = parts.nth(3).unwrap_or("");
+            let eligible = !perms.contains('w') && path.starts_with('/');
+            current = Some((start, end, eligible));
+            anon_zero = false;
+        } else if first == "Anonymous:" {
+            anon_zero = parts.next() == Some("0");
+        }
+    }
+    flush(current.take(), anon_zero);
+    total
+}
