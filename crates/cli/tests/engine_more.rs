@@ -1,0 +1,144 @@
+//! More of the engine through the `berth` binary (root): restart policies, `run -d --rm`,
+//! `cp` both ways, `export`, `pause`, `rename`, `ps --filter/--format`, `logs --tail -t`,
+//! `inspect` of an image.
+
+mod engine;
+
+use std::fs;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, bail};
+use engine::{Env, can_run, err};
+
+fn wait_for(what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f()? {
+        if Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+#[test]
+fn restart_on_failure_and_detached_rm() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    let env = Env::new()?;
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo run; exit 3",
+    ])?;
+    wait_for("two restarts and the final exit", || {
+        let s = env.ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.RestartCount}} {{.State.ExitCode}}",
+            "flaky",
+        ])?;
+        Ok(s.trim() == "exited 2 3")
+    })?;
+    assert_eq!(
+        env.ok(&["logs", "flaky"])?.matches("run").count(),
+        3,
+        "ran three times"
+    );
+    env.ok(&["run", "-d", "--rm", "--name", "gone", "busybox", "true"])?;
+    wait_for("run -d --rm to remove itself", || {
+        Ok(!env
+            .ok(&["ps", "-a", "--format", "{{.Names}}"])?
+            .contains("gone"))
+    })?;
+    let o = env.berth(&["run", "--rm", "--restart", "always", "busybox", "true"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("Conflicting options"), "{}", err(&o));
+    env.assert_clean_after_rm(&[])
+}
+
+#[test]
+fn cp_export_pause_rename_ps_logs_inspect() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    let env = Env::new()?;
+    let id = env
+        .ok(&[
+            "run",
+            "-d",
+            "--name",
+            "box",
+            "-l",
+            "tier=web",
+            "busybox",
+            "sh",
+            "-c",
+            "echo one; echo two; echo three; sleep 1000",
+        ])?
+        .trim()
+        .to_string();
+    let host = env.dir.path().join("in.txt");
+    fs::write(&host, "copied-in")?;
+    env.ok(&["cp", &host.to_string_lossy(), "box:/tmp/"])?;
+    assert_eq!(env.ok(&["exec", "box", "cat", "/tmp/in.txt"])?, "copied-in");
+    let out = env.dir.path().join("passwd");
+    env.ok(&["cp", "box:/etc/passwd", &out.to_string_lossy()])?;
+    assert!(fs::read_to_string(&out)?.starts_with("root:"));
+    // A symlink inside the container that points at a host path stays inside it.
+    env.ok(&[
+        "exec",
+        "box",
+        "ln",
+        "-s",
+        "/etc/shadow-of-host",
+        "/tmp/link",
+    ])?;
+    let o = env.berth(&["cp", "box:/tmp/link/x", &out.to_string_lossy()]);
+    assert_ne!(o.status.code(), Some(0));
+    let tar = env.dir.path().join("fs.tar");
+    env.ok(&["export", "-o", &tar.to_string_lossy(), "box"])?;
+    let list = std::process::Command::new("tar")
+        .arg("-tf")
+        .arg(&tar)
+        .output()?;
+    assert!(String::from_utf8_lossy(&list.stdout).contains("bin/busybox"));
+    env.ok(&["pause", "box"])?;
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.State.Status}}", "box"])?
+            .trim(),
+        "paused"
+    );
+    env.ok(&["unpause", "box"])?;
+    env.ok(&["rename", "box", "crate"])?;
+    let f = env.ok(&[
+        "ps",
+        "--filter",
+        "label=tier=web",
+        "--format",
+        "{{.Names}} {{.State}}",
+    ])?;
+    assert_eq!(f.trim(), "crate running");
+    assert!(
+        env.ok(&["ps", "--filter", "name=nomatch", "-q"])?
+            .trim()
+            .is_empty()
+    );
+    wait_for("logs", || Ok(env.ok(&["logs", "crate"])?.contains("three")))?;
+    assert_eq!(env.ok(&["logs", "--tail", "1", "crate"])?, "three\n");
+    let t = env.ok(&["logs", "-t", "--tail", "1", "crate"])?;
+    assert!(t.ends_with("Z three\n") && t.starts_with("20"), "{t}");
+    let img = env.ok(&["inspect", "--type", "image", "-f", "{{.Os}}", "busybox"])?;
+    assert_eq!(img.trim(), "linux");
+    let top = env.ok(&["top", "crate"])?;
+    assert!(top.contains("sleep 1000"), "{top}");
+    env.assert_clean_after_rm(&[id])
+}
