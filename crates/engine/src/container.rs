@@ -51,6 +51,8 @@ pub struct Attached {
     /// Host pid of the container's init.
     pub pid: i32,
     pub(crate) status: Option<BufReader<File>>,
+    /// The monitor (our child while attached), told about terminal resizes.
+    pub(crate) monitor: i32,
 }
 
 impl Engine {
@@ -159,6 +161,7 @@ impl Engine {
                 id: rec.id,
                 pid: rec.state.pid,
                 status: None,
+                monitor: 0,
             });
         }
         let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
@@ -182,6 +185,7 @@ impl Engine {
         drop(wr);
         // The monitor is its own session leader and outlives us; we never wait for it
         // (its exit is reported through the pipe), so do not keep the handle.
+        let monitor = i32::try_from(child.id()).unwrap_or(0);
         drop(child);
         let mut status = BufReader::new(File::from(rd));
         let mut line = String::new();
@@ -193,6 +197,7 @@ impl Engine {
                 id: rec.id,
                 pid,
                 status: attach.then_some(status),
+                monitor,
             }),
             Report::Error(code, message) => Err(EngineError::StartFailed { code, message }),
             Report::Exit(_) | Report::Lost => Err(EngineError::MonitorLost(rec.id)),

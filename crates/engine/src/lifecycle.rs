@@ -177,21 +177,15 @@ impl Engine {
             return self.wait(&a.id);
         };
         let mut set = SigSet::empty();
-        for s in [
-            Signal::SIGINT,
-            Signal::SIGTERM,
-            Signal::SIGHUP,
-            Signal::SIGQUIT,
-        ] {
-            set.add(s);
+        set.add(Signal::SIGWINCH);
+        if proxy {
+            for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+                set.add(s);
+            }
         }
-        let sigfd = if proxy {
-            set.thread_block()
-                .map_err(|e| crate::io_err("block signals")(e.into()))?;
-            SignalFd::new(&set).ok()
-        } else {
-            None
-        };
+        set.thread_block()
+            .map_err(|e| crate::io_err("block signals")(e.into()))?;
+        let sigfd = SignalFd::new(&set).ok();
         loop {
             let mut fds = vec![PollFd::new(status.get_ref().as_fd(), PollFlags::POLLIN)];
             if let Some(s) = &sigfd {
@@ -210,10 +204,15 @@ impl Engine {
                 && let Some(s) = &sigfd
                 && let Ok(Some(info)) = s.read_signal()
             {
-                let name = Signal::try_from(info.ssi_signo as i32)
-                    .map(|s| s.as_str())
-                    .unwrap_or("SIGTERM");
-                let _ = container::kill(&self.runtime_root(), &a.id, name, false);
+                let sig = Signal::try_from(info.ssi_signo as i32).unwrap_or(Signal::SIGTERM);
+                if sig == Signal::SIGWINCH {
+                    // The monitor copies our terminal's new size to the container's pty.
+                    if a.monitor > 0 {
+                        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(a.monitor), sig);
+                    }
+                } else {
+                    let _ = container::kill(&self.runtime_root(), &a.id, sig.as_str(), false);
+                }
             }
             if st_ready {
                 let mut line = String::new();

@@ -150,12 +150,7 @@ pub(crate) fn serve(
     let out: Option<OwnedFd> = if s.tty { console } else { s.from_stdout.take() };
     let mut out = out;
     let mut err = s.from_stderr.take();
-    if s.tty
-        && let (Some(m), Some(a)) = (&out, s.attach_in.as_ref().or(s.attach_out.as_ref()))
-        && let Ok(ws) = rustix::termios::tcgetwinsize(a)
-    {
-        let _ = rustix::termios::tcsetwinsize(m, ws);
-    }
+    resize(&s, out.as_ref());
     let mut w_out = LineWriter::new("stdout");
     let mut w_err = LineWriter::new("stderr");
     let mut code = None;
@@ -208,7 +203,13 @@ pub(crate) fn serve(
         for src in ready {
             match src {
                 Src::Signal => {
-                    let _ = nix::unistd::read(sigfd.as_fd(), &mut buf[..128]);
+                    let n = nix::unistd::read(sigfd.as_fd(), &mut buf[..128]).unwrap_or(0);
+                    // ssi_signo is the first field of signalfd_siginfo.
+                    let signo = (n >= 4).then(|| i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]));
+                    if signo == Some(libc::SIGWINCH) {
+                        resize(&s, out.as_ref());
+                        continue;
+                    }
                     if code.is_none() {
                         code = reap(init);
                     } else {
@@ -243,6 +244,16 @@ pub(crate) fn serve(
     w_out.flush(&mut log);
     w_err.flush(&mut log);
     code.unwrap_or(255)
+}
+
+/// Gives the container's pty the attached terminal's size.
+fn resize(s: &Stdio, master: Option<&OwnedFd>) {
+    if s.tty
+        && let (Some(m), Some(a)) = (master, s.attach_in.as_ref().or(s.attach_out.as_ref()))
+        && let Ok(ws) = rustix::termios::tcgetwinsize(a)
+    {
+        let _ = rustix::termios::tcsetwinsize(m, ws);
+    }
 }
 
 /// Attached stdin → the container's stdin pipe or pty. EOF closes the pipe.
