@@ -179,7 +179,12 @@ impl Engine {
         let mut set = SigSet::empty();
         set.add(Signal::SIGWINCH);
         if proxy {
-            for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT] {
+            for s in [
+                Signal::SIGINT,
+                Signal::SIGTERM,
+                Signal::SIGHUP,
+                Signal::SIGQUIT,
+            ] {
                 set.add(s);
             }
         }

@@ -205,7 +205,8 @@ pub(crate) fn serve(
                 Src::Signal => {
                     let n = nix::unistd::read(sigfd.as_fd(), &mut buf[..128]).unwrap_or(0);
                     // ssi_signo is the first field of signalfd_siginfo.
-                    let signo = (n >= 4).then(|| i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]));
+                    let signo =
+                        (n >= 4).then(|| i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]));
                     if signo == Some(libc::SIGWINCH) {
                         resize(&s, out.as_ref());
                         continue;
