@@ -70,6 +70,11 @@ pub(crate) enum TopCommand {
     Version,
     /// Display system-wide information.
     Info,
+    /// Generate the autocompletion script for the specified shell.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// Manage berth.
     System {
         #[command(subcommand)]
@@ -248,6 +253,10 @@ pub(crate) fn run_top(g: &Globals, c: TopCommand) -> Result<()> {
             return crate::misc_cmd::system(g, &crate::misc_cmd::SystemCommand::Info);
         }
         TopCommand::System { command } => return crate::misc_cmd::system(g, command),
+        TopCommand::Completion { shell } => {
+            crate::misc_cmd::completion(*shell);
+            return Ok(());
+        }
         _ => {}
     }
     let mut e = open_engine(g)?;
@@ -255,7 +264,8 @@ pub(crate) fn run_top(g: &Globals, c: TopCommand) -> Result<()> {
         TopCommand::Stats(_)
         | TopCommand::Version
         | TopCommand::Info
-        | TopCommand::System { .. } => Ok(()),
+        | TopCommand::System { .. }
+        | TopCommand::Completion { .. } => Ok(()),
         TopCommand::Run(a) => run(g, &mut e, &a),
         TopCommand::Create(a) => {
             let req = a.request(true)?;

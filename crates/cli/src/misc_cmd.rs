@@ -217,3 +217,14 @@ pub(crate) fn system(g: &Globals, c: &SystemCommand) -> Result<()> {
     }
     Ok(())
 }
+
+/// `completion SHELL`: the completion script on stdout.
+pub(crate) fn completion(shell: clap_complete::Shell) {
+    use clap::CommandFactory;
+    use std::io::Write;
+    let mut cmd = crate::Cli::command();
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "berth", &mut script);
+    // A closed pipe (`| head`) is not an error worth a message.
+    let _ = std::io::stdout().write_all(&script);
+}
