@@ -337,10 +337,7 @@ pub(crate) fn run_top(g: &Globals, c: TopCommand) -> Result<()> {
             e.export(&container, &mut w)?;
             Ok(w.flush()?)
         }
-        TopCommand::Port { container } => {
-            e.get(&container)?;
-            Ok(())
-        }
+        TopCommand::Port { container } => crate::network_cmd::port(&mut e, &container),
     }
 }
 

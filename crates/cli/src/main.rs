@@ -6,6 +6,7 @@
 mod container_cmd;
 mod image_cmd;
 mod misc_cmd;
+mod network_cmd;
 mod progress;
 mod ps_fmt;
 mod run_flags;
@@ -56,6 +57,11 @@ enum Command {
         #[command(subcommand)]
         command: container_cmd::ContainerCommand,
     },
+    /// Manage networks.
+    Network {
+        #[command(subcommand)]
+        command: network_cmd::NetworkCommand,
+    },
 }
 
 /// Global settings every command group receives.
@@ -82,6 +88,7 @@ fn main() -> ExitCode {
         Command::Image { command } => image_cmd::run_group(&g, command),
         Command::Containers(c) => container_cmd::run_top(&g, c),
         Command::Container { command } => container_cmd::run_group(&g, command),
+        Command::Network { command } => network_cmd::run(&g, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -99,9 +99,30 @@ pub(crate) struct CreateArgs {
     /// UTS namespace to use (host).
     #[arg(long)]
     uts: Option<String>,
-    /// Connect a container to a network (none, host, container:<name|id>).
+    /// Connect a container to a network (bridge, NAME, none, host, container:<name|id>).
     #[arg(long, alias = "net")]
     network: Option<String>,
+    /// Add network-scoped alias for the container.
+    #[arg(long = "network-alias", alias = "net-alias")]
+    network_alias: Vec<String>,
+    /// IPv4 address (e.g., 172.30.100.104).
+    #[arg(long)]
+    ip: Option<String>,
+    /// Add a custom host-to-IP mapping (host:ip).
+    #[arg(long = "add-host")]
+    add_host: Vec<String>,
+    /// Set custom DNS servers.
+    #[arg(long)]
+    dns: Vec<String>,
+    /// Publish a container's port(s) to the host ([ip:][hostPort:]containerPort[/proto]).
+    #[arg(short, long)]
+    publish: Vec<String>,
+    /// Publish all exposed ports to random ports.
+    #[arg(short = 'P', long = "publish-all")]
+    publish_all: bool,
+    /// Expose a port.
+    #[arg(long)]
+    expose: Vec<String>,
     /// Run an init inside the container that forwards signals and reaps processes.
     #[arg(long)]
     init: bool,
@@ -421,6 +442,16 @@ impl CreateArgs {
             ));
         }
         berth_engine::parse_network_mode(&h.network_mode)?;
+        h.net = berth_engine::NetFlags {
+            aliases: self.network_alias.clone(),
+            ip: self.ip.clone(),
+            add_host: self.add_host.clone(),
+            dns: self.dns.clone(),
+            publish: self.publish.clone(),
+            publish_all: self.publish_all,
+            expose: self.expose.clone(),
+        }
+        .resolve()?;
         if self.rm && h.restart_policy.name != "no" {
             bail!("Conflicting options: --restart and --rm");
         }

@@ -164,6 +164,7 @@ impl Engine {
                 monitor: 0,
             });
         }
+        crate::network::before_start(self, &rec)?;
         let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| io_err("create status pipe")(e.into()))?;
         let mut cmd = Command::new(&self.monitor);

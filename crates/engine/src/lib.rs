@@ -27,12 +27,16 @@ mod user;
 
 use std::io;
 
+pub use berth_net;
 pub use container::{Attached, CreateRequest, Engine};
 pub use db::DbError;
 pub use exec::ExecRequest;
 pub use logs::{LogEntry, LogFilter, filter as filter_logs, read_entries as read_log};
 pub use monitor::monitor_main;
-pub use network::{NetworkMode, parse_mode as parse_network_mode};
+pub use network::{
+    DEFAULT_NETWORK, NetFlags, NetOptions, NetworkError, NetworkMode,
+    parse_mode as parse_network_mode, parse_publish,
+};
 pub use record::{
     Config, ContainerRecord, HostConfig, MountPoint, RestartPolicy, State, Status, Ulimit,
 };

@@ -58,6 +58,7 @@ impl Engine {
             _ => {}
         }
         let _ = container::delete(&self.runtime_root(), &rec.id, true);
+        crate::network::release(self, &rec.id);
         let _ = prepare::unmount(self, &rec.id);
         let was_running = rec.is_active();
         let r = self.db.update(&rec.id, |r| {
@@ -293,6 +294,7 @@ impl Engine {
             }
             e => Err(e),
         })?;
+        crate::network::release(self, &rec.id);
         prepare::unmount(self, &rec.id)?;
         let dir = self.container_dir(&rec.id);
         if dir.exists() {

@@ -110,6 +110,7 @@ impl Monitor {
     fn fail(&mut self, code: i32, e: &EngineError) {
         let msg = crate::error_chain(e);
         let _ = container::delete(&self.engine.runtime_root(), &self.id, true);
+        crate::network::release(&self.engine, &self.id);
         let _ = prepare::unmount(&self.engine, &self.id);
         let auto_remove = self
             .engine
@@ -175,8 +176,7 @@ impl Monitor {
         let created = container::create(&self.engine.runtime_root(), &opts);
         let stdio = stdio.after_create();
         let created = created?;
-        let mode = crate::network::parse_mode(&rec.host_config.network_mode)?;
-        crate::network::attach(&mode, &self.id, created.pid)?;
+        crate::network::attach(&self.engine, &rec, created.pid)?;
         let rec = self.mark_running(created.pid)?;
         container::start(&self.engine.runtime_root(), &self.id)?;
         report(&mut self.status, &format!("started {}", created.pid));
@@ -213,11 +213,7 @@ impl Monitor {
         let oom = container::oom_kills(&rt, &self.id).unwrap_or(0) > 0;
         let _ = container::delete(&rt, &self.id, true);
         let _ = prepare::unmount(&self.engine, &self.id);
-        if let Ok(mode) =
-            crate::network::parse_mode(&self.engine.db.get(&self.id)?.host_config.network_mode)
-        {
-            crate::network::detach(&mode, &self.id);
-        }
+        crate::network::release(&self.engine, &self.id);
         let rec = self.engine.db.update(&self.id, |r| {
             r.state.exit_code = code;
             r.state.oom_killed = oom;

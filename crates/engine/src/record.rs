@@ -82,8 +82,11 @@ pub struct HostConfig {
     pub pid_mode: String,
     pub ipc_mode: String,
     pub uts_mode: String,
-    /// `none`, `host`, `container:<id>` or `bridge`.
+    /// `none`, `host`, `container:<id>` or a network's name (empty: `bridge`).
     pub network_mode: String,
+    /// Aliases, `--ip`, `--dns`, `--add-host`, published ports, connected networks.
+    #[serde(default)]
+    pub net: crate::network::NetOptions,
     pub init: bool,
     pub restart_policy: RestartPolicy,
     pub auto_remove: bool,
