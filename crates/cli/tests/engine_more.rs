@@ -142,3 +142,141 @@ fn cp_export_pause_rename_ps_logs_inspect() -> Result<()> {
     assert!(top.contains("sleep 1000"), "{top}");
     env.assert_clean_after_rm(&[id])
 }
+
+#[test]
+fn run_and_exec_flags_reach_the_container() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    let env = Env::new()?;
+    let envfile = env.dir.path().join("env");
+    fs::write(&envfile, "# comment\nFROM_FILE=yes\n")?;
+    let script = "echo $A $FROM_FILE; pwd; id -u; id -g; hostname; ulimit -n; \
+                  cat /sys/fs/cgroup/pids/pids.max; cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us; \
+                  grep NoNewPrivs /proc/self/status; touch /x 2>&1 | grep -c Read-only; \
+                  touch /scratch/ok && echo tmpfs-ok; grep -c ' /scratch tmpfs' /proc/mounts";
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "A=1",
+        "--env-file",
+        &envfile.to_string_lossy(),
+        "-w",
+        "/tmp",
+        "-u",
+        "65534:65534",
+        "--hostname",
+        "inner",
+        "--ulimit",
+        "nofile=100:200",
+        "--pids-limit",
+        "50",
+        "--cpus",
+        "0.5",
+        "--security-opt",
+        "no-new-privileges",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "busybox",
+        "sh",
+        "-c",
+        script,
+    ])?;
+    let lines: Vec<&str> = o.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "1 yes",
+            "/tmp",
+            "65534",
+            "65534",
+            "inner",
+            "100",
+            "50",
+            "50000",
+            "NoNewPrivs:\t1",
+            "1",
+            "tmpfs-ok",
+            "1"
+        ],
+        "{o}"
+    );
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "echo",
+        "busybox",
+        "from",
+        "entrypoint",
+    ])?;
+    assert_eq!(o.trim(), "from entrypoint");
+    let host_name = fs::read_to_string("/proc/sys/kernel/hostname")?;
+    assert_eq!(
+        env.ok(&["run", "--rm", "--uts=host", "busybox", "hostname"])?,
+        host_name
+    );
+    let ours = fs::read_link("/proc/self/ns/net")?;
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "--network=host",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/net",
+    ])?;
+    assert_eq!(o.trim(), ours.to_string_lossy());
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "--network=none",
+        "busybox",
+        "ls",
+        "/sys/class/net",
+    ])?;
+    assert_eq!(o.trim(), "lo");
+    env.ok(&[
+        "run", "-d", "--name", "netowner", "busybox", "sleep", "1000",
+    ])?;
+    let theirs = env.ok(&["exec", "netowner", "readlink", "/proc/self/ns/net"])?;
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "--network=container:netowner",
+        "busybox",
+        "readlink",
+        "/proc/self/ns/net",
+    ])?;
+    assert_eq!(o, theirs);
+    let o = env.ok(&[
+        "exec",
+        "-e",
+        "B=2",
+        "-w",
+        "/etc",
+        "-u",
+        "65534",
+        "netowner",
+        "sh",
+        "-c",
+        "echo $B $(pwd) $(id -u)",
+    ])?;
+    assert_eq!(o.trim(), "2 /etc 65534");
+    let o = env.ok(&[
+        "exec",
+        "-d",
+        "netowner",
+        "sh",
+        "-c",
+        "echo detached > /tmp/d",
+    ])?;
+    assert!(o.trim().is_empty());
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        env.ok(&["exec", "netowner", "cat", "/tmp/d"])?.trim(),
+        "detached"
+    );
+    env.assert_clean_after_rm(&[])
+}

@@ -285,10 +285,9 @@ pub fn build(
     if let Some(s) = seccomp(rec, &caps)? {
         linux["seccomp"] = s;
     }
-    let spec = json!({
+    let mut spec = json!({
         "ociVersion": "1.2.0",
         "root": {"path": "rootfs", "readonly": h.read_only_rootfs},
-        "hostname": c.hostname,
         "mounts": mounts,
         "process": {
             "terminal": c.tty,
@@ -302,6 +301,10 @@ pub fn build(
         },
         "linux": linux,
     });
+    // A joined UTS namespace (`--uts=host`) keeps its own hostname.
+    if !joins.iter().any(|j| j.kind == "uts") {
+        spec["hostname"] = json!(c.hostname);
+    }
     serde_json::from_value(spec).map_err(SpecBuildError::Spec)
 }
 
