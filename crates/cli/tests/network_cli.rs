@@ -550,3 +550,75 @@ fn etc_files_add_host_dns_and_connect() -> Result<()> {
     ensure!(env.responders().is_empty(), "responders left");
     env.env.assert_clean_after_rm(&[])
 }
+
+#[test]
+fn failed_start_and_killed_monitor_release_leases() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    let env = NetEnv::new()?;
+    env.ok(&["network", "create", "--subnet", "10.231.16.0/24", "tf"])?;
+    let bridge = env.bridge("tf")?;
+    // The program is missing: the start fails after the attach, which is undone.
+    let o = env
+        .env
+        .berth(&["run", "--rm", "--network", "tf", "busybox", "/nosuch"]);
+    assert_ne!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(env.leases(), 0, "lease left by a failed start");
+    // A port already published by another container: the second run fails cleanly.
+    let p = format!("127.0.0.1:{}:80", free_port()?);
+    env.ok(&[
+        "run",
+        "-d",
+        "--network",
+        "tf",
+        "-p",
+        &p,
+        "busybox",
+        "sleep",
+        "1000",
+    ])?;
+    let o = env.env.berth(&[
+        "run",
+        "-d",
+        "--network",
+        "tf",
+        "-p",
+        &p,
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    assert_ne!(o.status.code(), Some(0), "a port published twice");
+    assert_eq!(env.leases(), 1);
+    // SIGKILL of the monitor and of the container: the next `ps` records the exit and
+    // drops the lease; the namespace (and so the veth) dies with the init.
+    let id = env
+        .ok(&["run", "-d", "--network", "tf", "busybox", "sleep", "1000"])?
+        .trim()
+        .to_string();
+    let pid: i32 = env
+        .ok(&["inspect", "-f", "{{.State.Pid}}", &id])?
+        .trim()
+        .parse()?;
+    for m in env.env.monitors() {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(m),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGKILL,
+    )?;
+    wait_for("the killed container's lease to go", || {
+        env.ok(&["ps", "-a"])?;
+        Ok(env.leases() == 1)
+    })?;
+    for id in env.env.ids()? {
+        env.ok(&["rm", "-f", &id])?;
+    }
+    wait_for("no veth on the bridge", || Ok(ports_of(&bridge)? == 0))?;
+    assert_eq!(env.leases(), 0);
+    env.env.assert_clean_after_rm(&[id])
+}
