@@ -5,16 +5,14 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use berth_engine::{Engine, EngineError, ExecRequest, LogFilter};
+use berth_engine::{Engine, EngineError, ExecRequest};
 use clap::{Args, Subcommand};
 
 use crate::Globals;
 use crate::ps_fmt::{self, PsArgs};
 use crate::run_flags::CreateArgs;
-use crate::template::Template;
 
 /// Container commands available at top level (and under `berth container`).
 #[derive(Debug, Subcommand)]
@@ -38,11 +36,11 @@ pub(crate) enum TopCommand {
     /// List containers.
     Ps(PsArgs),
     /// Fetch the logs of a container.
-    Logs(LogsArgs),
+    Logs(crate::show_cmd::LogsArgs),
     /// Execute a command in a running container.
     Exec(ExecArgs),
     /// Return low-level information on containers or images.
-    Inspect(InspectArgs),
+    Inspect(crate::show_cmd::InspectArgs),
     /// Block until one or more containers stop, then print their exit codes.
     Wait(Names),
     /// Pause all processes within one or more containers.
@@ -156,23 +154,6 @@ pub(crate) struct Names {
 }
 
 #[derive(Debug, Args)]
-pub(crate) struct LogsArgs {
-    /// Follow log output.
-    #[arg(short, long)]
-    follow: bool,
-    /// Number of lines to show from the end of the logs ("all" for all).
-    #[arg(short = 'n', long, default_value = "all")]
-    tail: String,
-    /// Show logs since a timestamp (RFC 3339) or relative (e.g. 42m).
-    #[arg(long)]
-    since: Option<String>,
-    /// Show timestamps.
-    #[arg(short, long)]
-    timestamps: bool,
-    container: String,
-}
-
-#[derive(Debug, Args)]
 pub(crate) struct ExecArgs {
     /// Keep STDIN open even if not attached.
     #[arg(short, long)]
@@ -198,18 +179,6 @@ pub(crate) struct ExecArgs {
     container: String,
     #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
     command: Vec<String>,
-}
-
-#[derive(Debug, Args)]
-pub(crate) struct InspectArgs {
-    /// Format output using a Go template.
-    #[arg(short, long)]
-    format: Option<String>,
-    /// Only `container` or `image`.
-    #[arg(long = "type")]
-    kind: Option<String>,
-    #[arg(required = true)]
-    names: Vec<String>,
 }
 
 /// Opens the engine; the monitor binary sits next to `berth`.
@@ -283,25 +252,15 @@ pub(crate) fn run_top(g: &Globals, c: TopCommand) -> Result<()> {
             e.start(n, false)?;
             Ok(())
         }),
-        TopCommand::Kill(a) => {
-            let sig = if a.signal.starts_with("SIG") || a.signal.parse::<i32>().is_ok() {
-                a.signal.clone()
-            } else {
-                format!("SIG{}", a.signal.to_uppercase())
-            };
-            each(&a.containers, |n| {
-                e.kill(n, &sig)?;
-                Ok(())
-            })
-        }
+        TopCommand::Kill(a) => kill(&mut e, &a),
         TopCommand::Rm(a) => each(&a.containers, |n| {
             e.remove(n, a.force, a.volumes)?;
             Ok(())
         }),
         TopCommand::Ps(a) => ps_fmt::ps(&mut e, &a),
-        TopCommand::Logs(a) => logs(&mut e, &a),
+        TopCommand::Logs(a) => crate::show_cmd::logs(&mut e, &a),
         TopCommand::Exec(a) => exec(&mut e, &a),
-        TopCommand::Inspect(a) => inspect(&mut e, &a),
+        TopCommand::Inspect(a) => crate::show_cmd::inspect(&mut e, &a),
         TopCommand::Wait(a) => {
             for n in &a.containers {
                 println!("{}", e.wait(n)?);
@@ -320,25 +279,23 @@ pub(crate) fn run_top(g: &Globals, c: TopCommand) -> Result<()> {
         TopCommand::Top { container } => ps_fmt::top(&mut e, &container),
         TopCommand::Cp { src, dst } => copy(&mut e, &src, &dst),
         TopCommand::Export { output, container } => {
-            let mut w: Box<dyn Write> = match &output {
-                Some(p) => Box::new(
-                    std::fs::File::create(p)
-                        .with_context(|| format!("create `{}`", p.display()))?,
-                ),
-                None => {
-                    if io::stdout().is_terminal() {
-                        bail!(
-                            "cowardly refusing to save to a terminal. Use the -o flag or redirect"
-                        );
-                    }
-                    Box::new(io::stdout().lock())
-                }
-            };
-            e.export(&container, &mut w)?;
-            Ok(w.flush()?)
+            crate::show_cmd::export(&mut e, output.as_deref(), &container)
         }
         TopCommand::Port { container } => crate::network_cmd::port(&mut e, &container),
     }
+}
+
+/// `kill -s SIG`: Docker accepts `KILL`, `SIGKILL` and `9`.
+fn kill(e: &mut Engine, a: &KillArgs) -> Result<()> {
+    let sig = if a.signal.starts_with("SIG") || a.signal.parse::<i32>().is_ok() {
+        a.signal.clone()
+    } else {
+        format!("SIG{}", a.signal.to_uppercase())
+    };
+    each(&a.containers, |n| {
+        e.kill(n, &sig)?;
+        Ok(())
+    })
 }
 
 /// Runs `f` on each name, printing the name on success (Docker's habit) and every error;
@@ -467,79 +424,6 @@ impl Drop for RawMode {
     }
 }
 
-fn parse_since(s: &str) -> Result<SystemTime> {
-    if let Some(t) = berth_engine::parse_time(s) {
-        return Ok(t);
-    }
-    if let Ok(secs) = s.parse::<f64>() {
-        return Ok(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs));
-    }
-    let (num, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: u64 = num
-        .parse()
-        .with_context(|| format!("invalid value for \"since\": `{s}`"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        _ => bail!("invalid value for \"since\": `{s}`"),
-    };
-    Ok(SystemTime::now() - Duration::from_secs(secs))
-}
-
-fn logs(e: &mut Engine, a: &LogsArgs) -> Result<()> {
-    let rec = e.get(&a.container)?;
-    if rec.host_config.log_driver == "none" {
-        bail!("configured logging driver does not support reading");
-    }
-    let path = e.log_path(&rec.id);
-    let filter = LogFilter {
-        tail: if a.tail == "all" {
-            None
-        } else {
-            Some(
-                a.tail
-                    .parse()
-                    .with_context(|| format!("invalid --tail `{}`", a.tail))?,
-            )
-        },
-        since: a.since.as_deref().map(parse_since).transpose()?,
-    };
-    let (entries, mut offset) = berth_engine::read_log(&path, 0)?;
-    print_entries(berth_engine::filter_logs(entries, &filter), a.timestamps)?;
-    if !a.follow {
-        return Ok(());
-    }
-    loop {
-        let active = e.get(&rec.id).map(|r| r.is_active()).unwrap_or(false);
-        let (entries, next) = berth_engine::read_log(&path, offset)?;
-        offset = next;
-        print_entries(entries, a.timestamps)?;
-        if !active {
-            return Ok(());
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn print_entries(entries: Vec<berth_engine::LogEntry>, ts: bool) -> Result<()> {
-    let mut out = io::stdout().lock();
-    let mut err = io::stderr().lock();
-    for en in entries {
-        let w: &mut dyn Write = if en.stream == "stderr" {
-            &mut err
-        } else {
-            &mut out
-        };
-        if ts {
-            write!(w, "{} ", en.time)?;
-        }
-        w.write_all(en.log.as_bytes())?;
-    }
-    out.flush()?;
-    Ok(())
-}
-
 fn exec(e: &mut Engine, a: &ExecArgs) -> Result<()> {
     let req = ExecRequest {
         cmd: a.command.clone(),
@@ -553,59 +437,6 @@ fn exec(e: &mut Engine, a: &ExecArgs) -> Result<()> {
     };
     let code = e.exec(&a.container, &req)?;
     exit_with(code)
-}
-
-fn inspect(e: &mut Engine, a: &InspectArgs) -> Result<()> {
-    let tpl = a.format.as_deref().map(Template::parse).transpose()?;
-    let mut docs = Vec::new();
-    let mut failed = None;
-    for n in &a.names {
-        let doc = match a.kind.as_deref() {
-            Some("image") => image_doc(e, n),
-            Some("container") => e.get(n).map(|r| e.inspect_value(&r)).map_err(Into::into),
-            _ => e
-                .get(n)
-                .map(|r| e.inspect_value(&r))
-                .map_err(anyhow::Error::from)
-                .or_else(|_| image_doc(e, n))
-                .map_err(|_| anyhow::anyhow!("No such object: {n}")),
-        };
-        match doc {
-            Ok(d) => docs.push(d),
-            Err(err) => {
-                eprintln!("berth: Error: {err:#}");
-                failed = Some(err);
-            }
-        }
-    }
-    match &tpl {
-        Some(t) => {
-            for d in &docs {
-                println!("{}", t.render(d)?);
-            }
-        }
-        None => println!("{}", serde_json::to_string_pretty(&docs)?),
-    }
-    match failed {
-        Some(e) => Err(e),
-        None => Ok(()),
-    }
-}
-
-fn image_doc(e: &Engine, name: &str) -> Result<serde_json::Value> {
-    let img = e.image_store()?.resolve(name)?;
-    let cfg = serde_json::to_value(img.config.config()).unwrap_or_default();
-    Ok(serde_json::json!({
-        "Id": img.record.id.to_string(),
-        "RepoTags": img.repo_tags,
-        "RepoDigests": img.repo_digests,
-        "Created": img.record.created,
-        "Size": img.record.size,
-        "Architecture": img.config.architecture().to_string(),
-        "Os": img.config.os().to_string(),
-        "Config": cfg,
-        "RootFS": {"Type": "layers", "Layers": img.record.layers.iter().map(|l| l.diff_id.to_string()).collect::<Vec<_>>()},
-    }))
 }
 
 /// `cp`: exactly one side names a container as `NAME:PATH`.

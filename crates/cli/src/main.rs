@@ -10,6 +10,7 @@ mod network_cmd;
 mod progress;
 mod ps_fmt;
 mod run_flags;
+mod show_cmd;
 mod template;
 
 use std::path::PathBuf;

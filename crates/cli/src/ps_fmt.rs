@@ -117,6 +117,24 @@ pub(crate) fn print_table(rows: &[Vec<String>]) {
     }
 }
 
+/// `ps --format`: a Go template per row, with a header for `table …`.
+fn print_formatted(shown: &[ContainerRecord], f: &str, no_trunc: bool) -> Result<()> {
+    let t = Template::parse(f)?;
+    if !t.table {
+        for r in shown {
+            println!("{}", t.render(&row(r, no_trunc))?);
+        }
+        return Ok(());
+    }
+    let split = |s: String| s.split('\t').map(str::to_string).collect::<Vec<_>>();
+    let mut rows = vec![split(t.header())];
+    for r in shown {
+        rows.push(split(t.render(&row(r, no_trunc))?));
+    }
+    print_table(&rows);
+    Ok(())
+}
+
 pub(crate) fn ps(e: &mut Engine, a: &PsArgs) -> Result<()> {
     let mut recs = e.list()?;
     recs.reverse();
@@ -144,29 +162,7 @@ pub(crate) fn ps(e: &mut Engine, a: &PsArgs) -> Result<()> {
         return Ok(());
     }
     if let Some(f) = &a.format {
-        let t = Template::parse(f)?;
-        if t.table {
-            let mut rows = vec![
-                t.header()
-                    .split('\t')
-                    .map(str::to_string)
-                    .collect::<Vec<_>>(),
-            ];
-            for r in &shown {
-                rows.push(
-                    t.render(&row(r, a.no_trunc))?
-                        .split('\t')
-                        .map(str::to_string)
-                        .collect(),
-                );
-            }
-            print_table(&rows);
-        } else {
-            for r in &shown {
-                println!("{}", t.render(&row(r, a.no_trunc))?);
-            }
-        }
-        return Ok(());
+        return print_formatted(&shown, f, a.no_trunc);
     }
     let mut rows = vec![
         [

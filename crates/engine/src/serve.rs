@@ -138,37 +138,31 @@ enum Src {
     In,
 }
 
-/// Serves the container until its init exits and its output is drained; returns the
-/// exit code (128+N for signal N).
-pub(crate) fn serve(
+/// The state of one `serve`: the container's output ends, the log writers, the exit code.
+struct Server {
     init: i32,
-    sigfd: &OwnedFd,
-    mut s: Stdio,
-    console: Option<OwnedFd>,
-    mut log: Option<File>,
-) -> i32 {
-    let out: Option<OwnedFd> = if s.tty { console } else { s.from_stdout.take() };
-    let mut out = out;
-    let mut err = s.from_stderr.take();
-    resize(&s, out.as_ref());
-    let mut w_out = LineWriter::new("stdout");
-    let mut w_err = LineWriter::new("stderr");
-    let mut code = None;
-    let mut buf = vec![0u8; 32 * 1024];
-    let mut idle_polls = 0;
-    loop {
-        if code.is_some() && out.is_none() && err.is_none() {
-            break;
-        }
+    s: Stdio,
+    out: Option<OwnedFd>,
+    err: Option<OwnedFd>,
+    w_out: LineWriter,
+    w_err: LineWriter,
+    log: Option<File>,
+    code: Option<i32>,
+    buf: Vec<u8>,
+}
+
+impl Server {
+    /// Polls; returns the ready sources, or `None` once draining after the exit timed out.
+    fn wait(&self, sigfd: &OwnedFd, idle_polls: &mut u32) -> Option<Vec<Src>> {
         let mut fds: Vec<(Src, BorrowedFd<'_>)> = vec![(Src::Signal, sigfd.as_fd())];
-        if let Some(f) = &out {
+        if let Some(f) = &self.out {
             fds.push((Src::Out, f.as_fd()));
         }
-        if let Some(f) = &err {
+        if let Some(f) = &self.err {
             fds.push((Src::Err, f.as_fd()));
         }
-        if code.is_none()
-            && let Some(f) = &s.attach_in
+        if self.code.is_none()
+            && let Some(f) = &self.s.attach_in
         {
             fds.push((Src::In, f.as_fd()));
         }
@@ -178,73 +172,111 @@ pub(crate) fn serve(
             .collect();
         // Once the init is gone, what is left in the pipes is drained with a bound: a
         // process outside the container's pid namespace may hold them open.
-        let timeout = if code.is_some() {
+        let timeout = if self.code.is_some() {
             PollTimeout::from(200u16)
         } else {
             PollTimeout::NONE
         };
         match poll(&mut pfds, timeout) {
             Ok(0) => {
-                idle_polls += 1;
-                if idle_polls > 10 {
-                    break;
-                }
-                continue;
+                *idle_polls += 1;
+                (*idle_polls <= 10).then(Vec::new)
             }
-            Ok(_) => {}
-            Err(_) => continue,
+            Ok(_) => Some(
+                pfds.iter()
+                    .zip(&fds)
+                    .filter(|(p, _)| p.revents().is_some_and(|r| !r.is_empty()))
+                    .map(|(_, (src, _))| *src)
+                    .collect(),
+            ),
+            Err(_) => Some(Vec::new()),
         }
-        let ready: Vec<Src> = pfds
-            .iter()
-            .zip(&fds)
-            .filter(|(p, _)| p.revents().is_some_and(|r| !r.is_empty()))
-            .map(|(_, (src, _))| *src)
-            .collect();
+    }
+
+    /// A signal: SIGWINCH resizes the pty, SIGCHLD reaps (and may end the container).
+    fn on_signal(&mut self, sigfd: &OwnedFd) {
+        let n = nix::unistd::read(sigfd.as_fd(), &mut self.buf[..128]).unwrap_or(0);
+        // ssi_signo is the first field of signalfd_siginfo.
+        let b = &self.buf;
+        let signo = (n >= 4).then(|| i32::from_ne_bytes([b[0], b[1], b[2], b[3]]));
+        if signo == Some(libc::SIGWINCH) {
+            resize(&self.s, self.out.as_ref());
+            return;
+        }
+        let reaped = reap(self.init);
+        if self.code.is_none() {
+            self.code = reaped;
+        }
+    }
+
+    /// Output of the container: to the attached caller and the log.
+    fn on_output(&mut self, src: Src) {
+        let slot = if src == Src::Out {
+            &mut self.out
+        } else {
+            &mut self.err
+        };
+        let n = match slot
+            .as_ref()
+            .map(|f| nix::unistd::read(f.as_fd(), &mut self.buf))
+        {
+            Some(Ok(n)) if n > 0 => n,
+            Some(Err(nix::Error::EINTR | nix::Error::EAGAIN)) => return,
+            _ => {
+                *slot = None;
+                return;
+            }
+        };
+        let data = &self.buf[..n];
+        if src == Src::Out {
+            forward(&mut self.s.attach_out, data);
+            self.w_out.push(data, &mut self.log);
+        } else {
+            forward(&mut self.s.attach_err, data);
+            self.w_err.push(data, &mut self.log);
+        }
+    }
+}
+
+/// Serves the container until its init exits and its output is drained; returns the
+/// exit code (128+N for signal N).
+pub(crate) fn serve(
+    init: i32,
+    sigfd: &OwnedFd,
+    mut s: Stdio,
+    console: Option<OwnedFd>,
+    log: Option<File>,
+) -> i32 {
+    let out = if s.tty { console } else { s.from_stdout.take() };
+    let err = s.from_stderr.take();
+    resize(&s, out.as_ref());
+    let mut sv = Server {
+        init,
+        s,
+        out,
+        err,
+        w_out: LineWriter::new("stdout"),
+        w_err: LineWriter::new("stderr"),
+        log,
+        code: None,
+        buf: vec![0u8; 32 * 1024],
+    };
+    let mut idle_polls = 0;
+    while sv.code.is_none() || sv.out.is_some() || sv.err.is_some() {
+        let Some(ready) = sv.wait(sigfd, &mut idle_polls) else {
+            break;
+        };
         for src in ready {
             match src {
-                Src::Signal => {
-                    let n = nix::unistd::read(sigfd.as_fd(), &mut buf[..128]).unwrap_or(0);
-                    // ssi_signo is the first field of signalfd_siginfo.
-                    let signo =
-                        (n >= 4).then(|| i32::from_ne_bytes([buf[0], buf[1], buf[2], buf[3]]));
-                    if signo == Some(libc::SIGWINCH) {
-                        resize(&s, out.as_ref());
-                        continue;
-                    }
-                    if code.is_none() {
-                        code = reap(init);
-                    } else {
-                        reap(init);
-                    }
-                }
-                Src::Out | Src::Err => {
-                    let slot = if src == Src::Out { &mut out } else { &mut err };
-                    let n = match slot
-                        .as_ref()
-                        .map(|f| nix::unistd::read(f.as_fd(), &mut buf))
-                    {
-                        Some(Ok(n)) if n > 0 => n,
-                        Some(Err(nix::Error::EINTR | nix::Error::EAGAIN)) => continue,
-                        _ => {
-                            *slot = None;
-                            continue;
-                        }
-                    };
-                    if src == Src::Out {
-                        forward(&mut s.attach_out, &buf[..n]);
-                        w_out.push(&buf[..n], &mut log);
-                    } else {
-                        forward(&mut s.attach_err, &buf[..n]);
-                        w_err.push(&buf[..n], &mut log);
-                    }
-                }
-                Src::In => copy_input(&mut s, out.as_ref(), &mut buf),
+                Src::Signal => sv.on_signal(sigfd),
+                Src::Out | Src::Err => sv.on_output(src),
+                Src::In => copy_input(&mut sv.s, sv.out.as_ref(), &mut sv.buf),
             }
         }
     }
-    w_out.flush(&mut log);
-    w_err.flush(&mut log);
-    code.unwrap_or(255)
+    sv.w_out.flush(&mut sv.log);
+    sv.w_err.flush(&mut sv.log);
+    sv.code.unwrap_or(255)
 }
 
 /// Gives the container's pty the attached terminal's size.
