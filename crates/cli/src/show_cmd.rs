@@ -169,9 +169,9 @@ fn image_doc(e: &Engine, name: &str) -> Result<serde_json::Value> {
 /// `export [-o FILE]`: the container's filesystem as a tar stream.
 pub(crate) fn export(e: &mut Engine, output: Option<&Path>, container: &str) -> Result<()> {
     let mut w: Box<dyn Write> = match output {
-        Some(p) => Box::new(
-            std::fs::File::create(p).with_context(|| format!("create `{}`", p.display()))?,
-        ),
+        Some(p) => {
+            Box::new(std::fs::File::create(p).with_context(|| format!("create `{}`", p.display()))?)
+        }
         None => {
             if io::stdout().is_terminal() {
                 bail!("cowardly refusing to save to a terminal. Use the -o flag or redirect");
