@@ -3,7 +3,8 @@
 # the same busybox image pulled by each from a throwaway local registry. Runs are
 # interleaved (one of each tool, then the next round) so drift in machine load hits all
 # alike. Also: 100 x `berth run -d` then `rm -f` (total time) and the RSS of an idle
-# monitor. Prints Markdown on stdout, progress on stderr.
+# monitor. Every tool runs with --network none (bridge setup is measured by
+# bench/engine-net.sh). Prints Markdown on stdout, progress on stderr.
 #
 #   bench/engine-run.sh [RUNS]         as root; RUNS defaults to 30
 #
@@ -66,7 +67,7 @@ for _ in $(seq 100); do "${C[@]}" version >/dev/null 2>&1 && break; sleep 0.1; d
 
 # crun 1.8 refuses the hybrid cgroup layout; like bench/runtime-cycle, it runs in a mount
 # namespace where /sys/fs/cgroup/unified is unmounted.
-run_berth() { "${B[@]}" run --rm "$ref" true; }
+run_berth() { "${B[@]}" run --rm --network none "$ref" true; }
 run_podman_runc() { P runc run --rm --network none "$ref" true; }
 run_podman_crun() { unshare -m sh -c 'umount -l /sys/fs/cgroup/unified; exec "$@"' sh \
     podman --root "$work/podman-crun" --runroot "$work/podman-crun-run" --storage-driver overlay \
@@ -109,7 +110,7 @@ done
 # 3. 100 x run -d, then rm -f of all of them.
 echo "100 x run -d" >&2
 start=$(date +%s%N)
-for i in $(seq 100); do "${B[@]}" run -d --name "many$i" "$ref" sleep 1000 >/dev/null; done
+for i in $(seq 100); do "${B[@]}" run -d --network none --name "many$i" "$ref" sleep 1000 >/dev/null; done
 mid=$(date +%s%N)
 # 4. The idle monitors' memory, while the 100 containers run.
 rss=$(for p in $(pgrep -x berth-monitor); do
@@ -124,6 +125,6 @@ done | awk '{s+=$1; n++} END {printf "%.0f\n", s/n}')
 end=$(date +%s%N)
 read -r nmon vmrss anon file <<<"$rss"
 echo
-echo "100 × \`berth run -d busybox sleep 1000\`: $(( (mid - start) / 1000000 )) ms; then \`rm -f\` of all 100: $(( (end - mid) / 1000000 )) ms."
+echo "100 × \`berth run -d --network none busybox sleep 1000\`: $(( (mid - start) / 1000000 )) ms; then \`rm -f\` of all 100: $(( (end - mid) / 1000000 )) ms."
 echo
 echo "Idle monitor ($nmon measured): VmRSS $vmrss KiB (RssAnon $anon KiB, RssFile $file KiB), PSS $pss KiB."
