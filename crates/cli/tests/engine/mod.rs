@@ -35,11 +35,18 @@ pub fn can_run() -> bool {
     }
 }
 
-/// A busybox rootfs tarball, made once per test binary.
+/// A busybox rootfs tarball, made once and kept in cargo's scratch dir for tests
+/// (`CARGO_TARGET_TMPDIR`, under `target/`); built in a per-process directory that is
+/// removed, then renamed into place so concurrent test binaries agree.
 fn busybox_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("berth-engine-bb-{}", std::process::id()));
+        let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        let tar = scratch.join("engine-busybox.tar");
+        if tar.exists() {
+            return tar;
+        }
+        let dir = scratch.join(format!("engine-busybox-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).expect("mkdir");
         let ok = Command::new(workspace().join("scripts/busybox-bundle.sh"))
@@ -49,16 +56,18 @@ fn busybox_tar() -> &'static Path {
             .status()
             .expect("busybox-bundle.sh");
         assert!(ok.success(), "busybox-bundle.sh failed");
-        let tar = dir.join("busybox.tar");
+        let tmp = dir.with_extension("tar");
         let ok = Command::new("tar")
             .arg("-C")
             .arg(dir.join("rootfs"))
             .arg("-cf")
-            .arg(&tar)
+            .arg(&tmp)
             .arg(".")
             .status()
             .expect("tar");
         assert!(ok.success(), "tar failed");
+        fs::rename(&tmp, &tar).expect("rename the tarball into place");
+        let _ = fs::remove_dir_all(&dir);
         tar
     })
 }
