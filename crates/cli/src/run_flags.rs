@@ -337,6 +337,15 @@ fn parse_restart(s: &str) -> Result<RestartPolicy> {
     })
 }
 
+/// A namespace mode: one of `plain`, or `container:<name|id>` (not for `--uts`).
+fn check_mode(flag: &str, v: &str, plain: &[&str]) -> Result<()> {
+    let container = flag != "--uts" && v.strip_prefix("container:").is_some_and(|c| !c.is_empty());
+    if plain.contains(&v) || container {
+        return Ok(());
+    }
+    bail!(invalid(v, flag, format!("invalid {} mode", &flag[2..])))
+}
+
 fn read_env_files(files: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for f in files {
@@ -442,6 +451,9 @@ impl CreateArgs {
             ));
         }
         berth_engine::parse_network_mode(&h.network_mode)?;
+        check_mode("--pid", &h.pid_mode, &["", "host"])?;
+        check_mode("--ipc", &h.ipc_mode, &["", "host", "private", "shareable"])?;
+        check_mode("--uts", &h.uts_mode, &["", "host"])?;
         h.net = berth_engine::NetFlags {
             aliases: self.network_alias.clone(),
             ip: self.ip.clone(),
@@ -521,6 +533,10 @@ mod tests {
         );
         assert!(parse_restart("sometimes").is_err());
         assert!(parse_restart("always:3").is_err());
+        assert!(check_mode("--pid", "container:web", &["", "host"]).is_ok());
+        assert!(check_mode("--pid", "bogus", &["", "host"]).is_err());
+        assert!(check_mode("--uts", "container:web", &["", "host"]).is_err());
+        assert!(check_mode("--ipc", "shareable", &["", "host", "private", "shareable"]).is_ok());
         let t = parse_tmpfs("/run:size=1m,mode=700");
         assert_eq!(t.options, ["size=1m", "mode=700"]);
         let m = parse_mount("type=tmpfs,target=/x,tmpfs-size=1m").unwrap();
