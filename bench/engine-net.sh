@@ -17,13 +17,14 @@ berth=${BERTH:-$repo/target/release/berth}
 [ -x "$berth" ] || { echo "build berth first: cargo build --release -p berth-cli" >&2; exit 1; }
 
 work=$(mktemp -d /var/tmp/berth-net-bench.XXXXXX)
-B=("$berth" --root "$work/root" --runroot "$work/run")
+run=$(mktemp -d /run/berth-net-bench.XXXXXX) # runroot on tmpfs, as /run/berth
+B=("$berth" --root "$work/root" --runroot "$run")
 cleanup() {
     set +e
     "${B[@]}" ps -aq 2>/dev/null | xargs -r "${B[@]}" rm -f >/dev/null 2>&1
     "${B[@]}" network reset >/dev/null 2>&1
     grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
-    rm -rf "$work"
+    rm -rf "$work" "$run"
 }
 trap cleanup EXIT
 
