@@ -280,3 +280,32 @@ fn run_and_exec_flags_reach_the_container() -> Result<()> {
     );
     env.assert_clean_after_rm(&[])
 }
+
+#[test]
+fn an_image_in_use_by_a_container_keeps_its_layers() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    let env = Env::new()?;
+    env.ok(&[
+        "create",
+        "--name",
+        "user",
+        "--network",
+        "none",
+        "busybox",
+        "true",
+    ])?;
+    let o = env.berth(&["rmi", "busybox"]);
+    assert_eq!(
+        o.status.code(),
+        Some(125),
+        "rmi of an image in use: {}",
+        err(&o)
+    );
+    env.ok(&["start", "-a", "user"])?;
+    env.ok(&["rm", "user"])?;
+    env.ok(&["rmi", "busybox"])?;
+    assert!(!env.ok(&["images"])?.contains("busybox"));
+    Ok(())
+}

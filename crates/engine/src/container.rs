@@ -135,6 +135,8 @@ impl Engine {
                 r => break r?,
             }
         }
+        // While the container exists its image may not lose its layers to `rmi`.
+        store.hold(&image.record.id, &id)?;
         let dir = self.container_dir(&id);
         for d in [dir.join("rootfs"), dir.join("upper"), dir.join("work")] {
             fs::create_dir_all(&d).map_err(io_err(format!("create `{}`", d.display())))?;

@@ -306,6 +306,9 @@ impl Engine {
                 let _ = fs::remove_dir_all(self.root.join("volumes").join(&m.source));
             }
         }
+        if let Ok(digest) = rec.image_id.parse::<berth_image::Digest>() {
+            let _ = self.image_store()?.release(&digest, &rec.id);
+        }
         self.db.remove(&rec.id)?;
         Ok(rec.id)
     }

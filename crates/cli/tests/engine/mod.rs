@@ -227,6 +227,9 @@ impl Drop for Env {
                 let _ = self.berth(&["rm", "-f", &id]);
             }
         }
+        // Each root gets its own bridge and nft table (default `bridge` network): remove
+        // them with the root.
+        let _ = self.berth(&["network", "reset"]);
         for pid in self.monitors() {
             let _ = nix::sys::signal::kill(
                 nix::unistd::Pid::from_raw(pid),
