@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# The main job on a fresh machine: build berth, make a busybox OCI bundle from Debian's
-# busybox-static, and run a container in it with `berth-runtime run` — its own hostname,
-# pid namespace, network namespace, a 7 MiB memory limit — then clean up.
+# The main job on a fresh machine, offline:
+#  1. install busybox-static (if missing) and build berth and berth-runtime;
+#  2. berth-runtime: make an OCI bundle from busybox-static and run it with
+#     `berth-runtime run` (own hostname, pid and network namespaces, 7 MiB memory limit);
+#  3. berth: make a busybox image with `berth import` from a busybox-static rootfs
+#     tarball (a user with internet would `berth pull busybox`) and run
+#     `berth run --rm busybox echo hello`.
+# berth keeps its images and containers in /var/lib/berth and /run/berth (override with
+# BERTH_ROOT / BERTH_RUNROOT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! [ -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then
@@ -9,9 +15,10 @@ if ! [ -x /bin/busybox ] || ldd /bin/busybox >/dev/null 2>&1; then
 fi
 cargo build --release --bins
 rt=$PWD/target/release/berth-runtime
+berth=$PWD/target/release/berth
 work=$(mktemp -d /tmp/berth-demo.XXXXXX)
-state=$work/state
 trap 'rm -rf "$work"' EXIT
+
 scripts/busybox-bundle.sh "$work/bundle" "$rt" >/dev/null
 python3 - "$work/bundle/config.json" <<'PY'
 import json, sys
@@ -25,6 +32,11 @@ c["process"]["args"] = ["sh", "-c",
 c["linux"]["resources"]["memory"] = {"limit": 7 * 1024 * 1024}
 json.dump(c, open(p, "w"), indent=2)
 PY
-echo "== berth-runtime run demo (bundle $work/bundle)"
-(cd "$work/bundle" && "$rt" --root "$state" run "demo-$$")
+echo "== berth-runtime run (bundle $work/bundle)"
+(cd "$work/bundle" && "$rt" --root "$work/runtime-state" run "demo-$$")
 echo "== host hostname is still $(hostname)"
+
+echo "== berth import busybox + berth run --rm busybox echo hello"
+tar -C "$work/bundle/rootfs" -cf "$work/busybox.tar" .
+"$berth" import "$work/busybox.tar" busybox
+"$berth" run --rm busybox echo hello

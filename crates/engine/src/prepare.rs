@@ -49,12 +49,16 @@ pub(crate) fn rootfs(engine: &Engine, rec: &ContainerRecord) -> Result<(), Engin
     unmount(engine, &rec.id)?;
     let store = engine.image_store()?;
     let image = store.resolve(&rec.image_id)?;
-    berth_image::mount_rootfs(
+    // A `--rm` container's writable layer dies with it: no need for the kernel to sync
+    // it on unmount.
+    berth_image::mount_rootfs_opts(
         &store,
         &image,
         &dir.join("upper"),
         &dir.join("work"),
         &dir.join("rootfs"),
+        berth_image::OverlayApi::Auto,
+        rec.host_config.auto_remove,
     )?;
     let host_net = rec.host_config.network_mode == "host";
     let hosts = if host_net {

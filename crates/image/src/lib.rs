@@ -32,6 +32,8 @@ pub use manifest::{
 pub use pull::{NoProgress, PullError, PullEvent, PullOptions, PullProgress, pull};
 pub use reference::{ParseReferenceError, Reference};
 pub use registry::{ClientOptions, RegistryClient, RegistryError};
-pub use rootfs::{OverlayApi, RootfsError, mount_rootfs, mount_rootfs_with, unmount_rootfs};
+pub use rootfs::{
+    OverlayApi, RootfsError, mount_rootfs, mount_rootfs_opts, mount_rootfs_with, unmount_rootfs,
+};
 pub use store::{Image, ImageRecord, LayerRecord, Store, StoreError, StoreLock, TempDir};
 pub use unpack::{UnpackError, UnpackOptions, unpack_layer};

@@ -84,6 +84,22 @@ pub fn mount_rootfs_with(
     target: &Path,
     api: OverlayApi,
 ) -> Result<(), RootfsError> {
+    mount_rootfs_opts(store, image, upper, work, target, api, false)
+}
+
+/// [`mount_rootfs_with`], optionally `volatile`: overlayfs then never syncs the upper
+/// directory (not on sync(2), not on unmount), which makes unmounting a short-lived
+/// container cheap. Only for containers whose upper directory is thrown away with them
+/// (`run --rm`): after a crash the kernel refuses to mount a volatile upper again.
+pub fn mount_rootfs_opts(
+    store: &Store,
+    image: &Image,
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+    api: OverlayApi,
+    volatile: bool,
+) -> Result<(), RootfsError> {
     let err = |op| {
         move |source| RootfsError::Mount {
             op,
@@ -127,6 +143,9 @@ pub fn mount_rootfs_with(
     let work_c = path_c(work).map_err(err("name workdir"))?;
     sys::fsconfig_set(ctx.as_fd(), c"upperdir", Some(&upper_c)).map_err(err("set upperdir"))?;
     sys::fsconfig_set(ctx.as_fd(), c"workdir", Some(&work_c)).map_err(err("set workdir"))?;
+    if volatile {
+        sys::fsconfig_set(ctx.as_fd(), c"volatile", None).map_err(err("set volatile"))?;
+    }
     let mnt = sys::fs_create_mount(ctx.as_fd()).map_err(err("create"))?;
     sys::move_mount_to(mnt.as_fd(), target).map_err(err("attach"))
 }

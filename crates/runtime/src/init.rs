@@ -85,16 +85,28 @@ pub(crate) fn stage1(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
             namespace::write_time_offsets(linux).map_err(|e| e.to_string())?;
         }
         // The init must be a child of this process so that it lands in the new pid (and
-        // time) namespace.
+        // time) namespace. It shares our end of the socket, so it waits on a pipe until
+        // InitPid is sent: the runtime must see the pid before anything the init says.
+        let (turn_r, turn_w) = sys::pipe().map_err(|e| format!("pipe: {e}"))?;
         match sys::fork().map_err(|e| format!("fork init: {e}"))? {
             sys::Forked::Child => {
+                drop(turn_w);
+                let mut b = [0u8; 1];
+                // One byte or EOF (stage-1 gone): either way our pid has been reported or
+                // the runtime has already failed the create.
+                let _ = std::io::Read::read(&mut std::fs::File::from(turn_r), &mut b);
                 if ctx.fifo.is_some() {
                     container_init(ctx, chan)
                 } else {
                     exec_init(ctx, chan)
                 }
             }
-            sys::Forked::Parent(pid) => chan.send(&Msg::InitPid(pid)).map_err(|e| e.to_string()),
+            sys::Forked::Parent(pid) => {
+                drop(turn_r);
+                let sent = chan.send(&Msg::InitPid(pid)).map_err(|e| e.to_string());
+                let _ = std::io::Write::write_all(&mut std::fs::File::from(turn_w), b"1");
+                sent
+            }
         }
     })
 }

@@ -143,7 +143,7 @@ impl StateRoot {
         }
     }
 
-    /// Writes state.json atomically (temp file, fsync, rename).
+    /// Writes state.json atomically (temp file, rename).
     pub(crate) fn save(&self, s: &Saved) -> Result<(), StateError> {
         let dir = self.dir(&s.id);
         let tmp = dir.join(".state.json.tmp");
@@ -156,9 +156,11 @@ impl StateRoot {
             path: dst.clone(),
             source,
         })?;
+        // Temp + rename keeps readers from ever seeing half a file. No fsync: the state
+        // describes processes, which do not survive a power loss either, and it belongs on
+        // a tmpfs (`/run`), as runc's does.
         let mut f = fs::File::create(&tmp).map_err(io_err("write", &tmp))?;
         f.write_all(&body).map_err(io_err("write", &tmp))?;
-        f.sync_all().map_err(io_err("fsync", &tmp))?;
         fs::rename(&tmp, &dst).map_err(io_err("rename", &dst))?;
         Ok(())
     }
