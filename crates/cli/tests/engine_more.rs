@@ -309,3 +309,80 @@ fn an_image_in_use_by_a_container_keeps_its_layers() -> Result<()> {
     assert!(!env.ok(&["images"])?.contains("busybox"));
     Ok(())
 }
+
+#[test]
+fn init_reaps_zombies_and_forwards_signals() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    let env = Env::new()?;
+    // Two orphans exit while the program (then `sleep`, which never waits) runs: they are
+    // reparented to pid 1. berth's init reaps them; without it they stay zombies.
+    let prog = "sh -c 'sleep 0.1 & sleep 0.1 &'; exec sleep 1000";
+    let zombies = |name: &str| -> Result<usize> {
+        let ps = env.ok(&["exec", name, "ps", "-o", "stat"])?;
+        Ok(ps
+            .lines()
+            .filter(|l| l.trim_start().starts_with('Z'))
+            .count())
+    };
+    env.ok(&[
+        "run",
+        "-d",
+        "--init",
+        "--name",
+        "with",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        prog,
+    ])?;
+    env.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "without",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        prog,
+    ])?;
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(zombies("with")?, 0, "zombies left under --init");
+    assert_eq!(
+        zombies("without")?,
+        2,
+        "control: without an init the orphans stay zombies"
+    );
+    let cmdline = env.ok(&["exec", "with", "cat", "/proc/1/cmdline"])?;
+    assert!(cmdline.starts_with("/dev/init\0init\0--"), "{cmdline:?}");
+    env.ok(&["rm", "-f", "with", "without"])?;
+    // SIGTERM reaches the program through the init: a trap in it sees the signal.
+    env.ok(&[
+        "run",
+        "-d",
+        "--init",
+        "--name",
+        "trapper",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-term; exit 7' TERM; while true; do sleep 0.05; done",
+    ])?;
+    std::thread::sleep(Duration::from_millis(300));
+    env.ok(&["stop", "-t", "5", "trapper"])?;
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.State.ExitCode}}", "trapper"])?
+            .trim(),
+        "7"
+    );
+    assert!(env.ok(&["logs", "trapper"])?.contains("got-term"));
+    env.ok(&["rm", "trapper"])?;
+    Ok(())
+}

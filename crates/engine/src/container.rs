@@ -102,9 +102,6 @@ impl Engine {
     /// `create`: resolves the image, merges its config with the request, stores the record
     /// and makes the container's directory and volumes. Nothing runs yet.
     pub fn create(&mut self, req: &CreateRequest) -> Result<ContainerRecord, EngineError> {
-        if req.host.init {
-            return Err(EngineError::InitUnsupported);
-        }
         let store = self.image_store()?;
         let image = store.resolve(&req.image)?;
         if let Some(n) = &req.name

@@ -79,8 +79,10 @@ pub enum EngineError {
     NoCommand,
     #[error("exec: \"{path}\": {why}")]
     CannotExecute { path: String, why: &'static str },
-    #[error("--init is not supported yet")]
-    InitUnsupported,
+    #[error(
+        "--init needs berth's init, `{0}` (berth-runtime, installed next to berth); it is missing"
+    )]
+    InitMissing(std::path::PathBuf),
     #[error("{message}")]
     StartFailed { code: i32, message: String },
     #[error("the monitor of container `{0}` exited before reporting")]

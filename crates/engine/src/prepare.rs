@@ -209,5 +209,42 @@ pub(crate) fn spec(
     let ident = user::resolve(&dir.join("rootfs"), &rec.config.user)?;
     let joins = joins(engine, rec)?;
     let vol = |n: &str| engine.volume_path(n).to_string_lossy().into_owned();
-    Ok(spec::build(rec, &dir, &ident, &joins, argv, &vol)?)
+    let mut spec = spec::build(rec, &dir, &ident, &joins, argv, &vol)?;
+    if rec.host_config.init {
+        add_init(&mut spec)?;
+    }
+    Ok(spec)
+}
+
+/// `--init`: berth-runtime (a static binary, installed next to berth and berth-monitor) is
+/// bind-mounted read-only at /dev/init and runs the program as `init -- ARGV`, reaping
+/// zombies and forwarding signals as pid 1.
+fn add_init(spec: &mut oci_spec::runtime::Spec) -> Result<(), EngineError> {
+    let bin = std::env::current_exe()
+        .unwrap_or_default()
+        .with_file_name("berth-runtime");
+    if !bin.is_file() {
+        return Err(EngineError::InitMissing(bin));
+    }
+    let mount = oci_spec::runtime::MountBuilder::default()
+        .destination("/dev/init")
+        .typ("bind")
+        .source(bin)
+        .options(vec![
+            "bind".into(),
+            "ro".into(),
+            "nosuid".into(),
+            "nodev".into(),
+        ])
+        .build()
+        .map_err(|e| EngineError::InitMissing(std::path::PathBuf::from(e.to_string())))?;
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    mounts.push(mount);
+    spec.set_mounts(Some(mounts));
+    if let Some(p) = spec.process_mut().as_mut() {
+        let mut args = vec!["/dev/init".to_string(), "init".into(), "--".into()];
+        args.extend(p.args().clone().unwrap_or_default());
+        p.set_args(Some(args));
+    }
+    Ok(())
 }

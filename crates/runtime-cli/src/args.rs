@@ -352,6 +352,13 @@ pub(crate) const COMMANDS: &[CommandSpec] = &[
         "exec [flags] ID [COMMAND [ARG...]]",
         "run a new process in a running container",
     ),
+    cmd(
+        "init",
+        &[],
+        Some(0),
+        "init [--] PROGRAM [ARG...]",
+        "run PROGRAM under a minimal pid 1 that reaps zombies and forwards signals (run --init)",
+    ),
 ];
 
 /// A parsed command line: global flags, the command, its flags and positionals.
@@ -503,6 +510,9 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, ArgsError> {
                     .ok_or_else(|| ArgsError::UnknownCommand(arg.clone()))?;
                 spec = Some(s);
                 out.command = Some(s.name);
+                if s.tail_after == Some(0) {
+                    verbatim = true;
+                }
             }
             Some(s) => {
                 out.positionals.push(arg.clone());
@@ -610,6 +620,14 @@ mod tests {
         assert_eq!(a.positionals, ["c1", "sh", "-c", "ls -l", "--root", "x"]);
         let a = p(&["ps", "c1", "-ef"]).unwrap();
         assert_eq!(a.positionals, ["c1", "-ef"]);
+    }
+
+    #[test]
+    fn init_takes_everything_after_it() {
+        let a = p(&["init", "--", "sh", "-c", "x"]).unwrap();
+        assert_eq!(a.positionals, ["--", "sh", "-c", "x"]);
+        let a = p(&["init", "sleep", "-h"]).unwrap();
+        assert_eq!(a.positionals, ["sleep", "-h"]);
     }
 
     #[test]

@@ -77,6 +77,11 @@ pub(crate) fn dispatch(p: &Parsed) -> Result<i32> {
             serde_json::to_string_pretty(&berth_runtime::defaults::features())?
         ),
         "exec" => return exec_cmd(&root, p),
+        "init" => {
+            let args = &p.positionals;
+            let args = args.strip_prefix(&["--".to_string()]).unwrap_or(args);
+            return Ok(berth_runtime::reaper::run(args)?);
+        }
         other => return Err(ArgsError::UnknownCommand(other.into()).into()),
     }
     Ok(0)

@@ -22,6 +22,7 @@ mod init;
 mod mount;
 mod namespace;
 mod process;
+pub mod reaper;
 mod rootfs;
 pub mod sealed;
 pub mod signal;
