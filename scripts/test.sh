@@ -9,4 +9,4 @@ if [ -z "${BERTH_TEST_REGISTRY:-}" ]; then
     eval "$(scripts/registry.sh start)"
     trap 'scripts/registry.sh stop' EXIT
 fi
-cargo test --release --workspace "$@"
+cargo test --release --workspace --no-fail-fast "$@"
