@@ -773,6 +773,18 @@ fn ctr_run_rm() {
         assert_eq!(text(&out.stdout), *want, "stderr: {}", text(&out.stderr));
         assert_gone(&id);
     }
+    remove_namespace_cgroups();
+}
+
+/// containerd puts each container at cgroupsPath `/<namespace>/<id>`; the runtime (like
+/// runc) leaves the namespace's parent directory, which is the test's to remove.
+fn remove_namespace_cgroups() {
+    let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return;
+    };
+    for ctrl in rd.flatten() {
+        let _ = std::fs::remove_dir(ctrl.path().join(CTR_NS));
+    }
 }
 
 /// A program that exits at once is reaped by conmon or the shim (both subreapers) as soon
@@ -795,6 +807,7 @@ fn fast_exit_start_race() {
         assert!(out.status.success(), "ctr run {i}: {}", text(&out.stderr));
         assert_gone(&id);
     }
+    remove_namespace_cgroups();
     for i in 0..5 {
         let n = Names::new(&format!("fast{i}"));
         let mut cmd = podman_run(f, &n.name, &n.cidfile, &["--rm"]);
