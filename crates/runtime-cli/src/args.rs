@@ -85,32 +85,6 @@ const CREATE_FLAGS: &[Flag] = &[
 
 const RUN_FLAGS: &[Flag] = &[
     flag(
-        "bundle",
-        Some('b'),
-        true,
-        "path to the bundle directory (default .)",
-    ),
-    flag(
-        "console-socket",
-        None,
-        true,
-        "unix socket that receives the pty master",
-    ),
-    flag("pid-file", None, true, "file to write the init's pid to"),
-    flag("no-pivot", None, false, "use chroot instead of pivot_root"),
-    flag(
-        "no-new-keyring",
-        None,
-        false,
-        "do not make a new session keyring",
-    ),
-    flag(
-        "preserve-fds",
-        None,
-        true,
-        "pass N extra fds (3..3+N) into the container",
-    ),
-    flag(
         "detach",
         Some('d'),
         false,
@@ -230,7 +204,8 @@ const EXEC_FLAGS: &[Flag] = &[
 /// (None: no verbatim tail), usage and summary.
 pub(crate) struct CommandSpec {
     pub name: &'static str,
-    pub flags: &'static [Flag],
+    /// Flag groups (`run` shares `create`'s and adds its own).
+    pub flags: &'static [&'static [Flag]],
     pub tail_after: Option<usize>,
     pub usage: &'static str,
     pub about: &'static str,
@@ -238,7 +213,7 @@ pub(crate) struct CommandSpec {
 
 const fn cmd(
     name: &'static str,
-    flags: &'static [Flag],
+    flags: &'static [&'static [Flag]],
     tail_after: Option<usize>,
     usage: &'static str,
     about: &'static str,
@@ -255,7 +230,7 @@ const fn cmd(
 pub(crate) const COMMANDS: &[CommandSpec] = &[
     cmd(
         "create",
-        CREATE_FLAGS,
+        &[CREATE_FLAGS],
         None,
         "create [flags] ID",
         "create a container; its program waits for start",
@@ -269,7 +244,7 @@ pub(crate) const COMMANDS: &[CommandSpec] = &[
     ),
     cmd(
         "run",
-        RUN_FLAGS,
+        &[CREATE_FLAGS, RUN_FLAGS],
         None,
         "run [flags] ID",
         "create and start a container, and wait for it",
@@ -283,28 +258,28 @@ pub(crate) const COMMANDS: &[CommandSpec] = &[
     ),
     cmd(
         "kill",
-        KILL_FLAGS,
+        &[KILL_FLAGS],
         None,
         "kill [--all] ID [SIGNAL]",
         "send a signal (default TERM) to the container",
     ),
     cmd(
         "delete",
-        DELETE_FLAGS,
+        &[DELETE_FLAGS],
         None,
         "delete [--force] ID",
         "delete a container and everything it holds",
     ),
     cmd(
         "ps",
-        PS_FLAGS,
+        &[PS_FLAGS],
         Some(1),
         "ps [--format table|json] ID [PS ARGS]",
         "list the processes of a container",
     ),
     cmd(
         "list",
-        LIST_FLAGS,
+        &[LIST_FLAGS],
         None,
         "list [--format table|json] [-q]",
         "list containers",
@@ -319,21 +294,21 @@ pub(crate) const COMMANDS: &[CommandSpec] = &[
     cmd("resume", &[], None, "resume ID", "thaw a paused container"),
     cmd(
         "events",
-        EVENTS_FLAGS,
+        &[EVENTS_FLAGS],
         None,
         "events [--stats] [--interval 5s] ID",
         "print resource usage and OOM events",
     ),
     cmd(
         "update",
-        UPDATE_FLAGS,
+        &[UPDATE_FLAGS],
         None,
         "update [flags] ID",
         "change the resource limits of a running container",
     ),
     cmd(
         "spec",
-        SPEC_FLAGS,
+        &[SPEC_FLAGS],
         None,
         "spec [--bundle DIR] [--rootless]",
         "write a default config.json",
@@ -347,7 +322,7 @@ pub(crate) const COMMANDS: &[CommandSpec] = &[
     ),
     cmd(
         "exec",
-        EXEC_FLAGS,
+        &[EXEC_FLAGS],
         Some(1),
         "exec [flags] ID [COMMAND [ARG...]]",
         "run a new process in a running container",
@@ -479,7 +454,7 @@ pub(crate) fn parse(args: &[String]) -> Result<Parsed, ArgsError> {
                 }
             };
             let f = spec
-                .and_then(|s| lookup(s.flags))
+                .and_then(|s| s.flags.iter().find_map(|g| lookup(g)))
                 .or_else(|| lookup(GLOBAL))
                 .ok_or_else(|| ArgsError::UnknownFlag {
                     flag: arg.clone(),
@@ -538,7 +513,9 @@ pub(crate) fn help(command: Option<&str>) -> String {
     match command.and_then(|c| COMMANDS.iter().find(|x| x.name == c)) {
         Some(c) => {
             let _ = writeln!(s, "berth-runtime {}\n\n{}\n\nFlags:", c.usage, c.about);
-            flags(&mut s, c.flags);
+            for group in c.flags {
+                flags(&mut s, group);
+            }
         }
         None => {
             s.push_str("berth-runtime: run containers from OCI bundles (runc's command line)\n\nUsage: berth-runtime [global flags] COMMAND [flags] [args]\n\nCommands:\n");

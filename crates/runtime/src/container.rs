@@ -343,14 +343,7 @@ fn drive_stage1(
     }
     cgroup.add_pid(stage1)?;
     chan.send(&Msg::Go)?;
-    match chan.recv("init pid")? {
-        (Msg::InitPid(pid), _) => Ok(pid),
-        (other, _) => Err(SyncError::Unexpected {
-            expected: "init pid",
-            got: format!("{other:?}"),
-        }
-        .into()),
-    }
+    Ok(chan.recv_pid("init pid")?)
 }
 
 /// Undoes a half-made container: kills its init, removes its cgroup and state directory.
@@ -395,17 +388,34 @@ fn check_single_threaded() -> Result<(), ContainerError> {
     }
 }
 
-/// `start`: lets a created container's init exec its program.
-pub fn start(root: &StateRoot, id: &str) -> Result<(), ContainerError> {
+/// Loads a container and checks that its status allows the operation.
+fn require(
+    root: &StateRoot,
+    id: &str,
+    allowed: impl Fn(Status) -> bool,
+    what: &'static str,
+) -> Result<Saved, ContainerError> {
     let saved = root.load(id)?;
     let status = state::status_of(root, &saved);
-    if status != Status::Created {
-        return Err(ContainerError::WrongState {
+    if allowed(status) {
+        Ok(saved)
+    } else {
+        Err(ContainerError::WrongState {
             id: id.into(),
             status,
-            what: "only a created container can be started",
-        });
+            what,
+        })
     }
+}
+
+/// `start`: lets a created container's init exec its program.
+pub fn start(root: &StateRoot, id: &str) -> Result<(), ContainerError> {
+    let saved = require(
+        root,
+        id,
+        |s| s == Status::Created,
+        "only a created container can be started",
+    )?;
     let fifo = root.dir(id).join(state::FIFO);
     let stopped = || ContainerError::WrongState {
         id: id.into(),
@@ -481,15 +491,12 @@ pub fn list(root: &StateRoot) -> Vec<serde_json::Value> {
 /// `kill`: sends a signal to the init, or with `all` to every process of the container.
 pub fn kill(root: &StateRoot, id: &str, sig: &str, all: bool) -> Result<(), ContainerError> {
     let signo = signal::parse(sig)?;
-    let saved = root.load(id)?;
-    let status = state::status_of(root, &saved);
-    if status == Status::Stopped {
-        return Err(ContainerError::WrongState {
-            id: id.into(),
-            status,
-            what: "there is no process to signal",
-        });
-    }
+    let saved = require(
+        root,
+        id,
+        |s| s != Status::Stopped,
+        "there is no process to signal",
+    )?;
     if all {
         for pid in saved.cgroup.pids()? {
             let _ = sys::kill(pid, signo);
@@ -567,28 +574,22 @@ fn kill_cgroup_and_wait(cgroup: &Cgroup) -> Result<(), ContainerError> {
 
 /// `pause` and `resume`, through the freezer.
 pub fn pause(root: &StateRoot, id: &str) -> Result<(), ContainerError> {
-    let saved = root.load(id)?;
-    let status = state::status_of(root, &saved);
-    if status != Status::Running && status != Status::Created {
-        return Err(ContainerError::WrongState {
-            id: id.into(),
-            status,
-            what: "only a running container can be paused",
-        });
-    }
+    let saved = require(
+        root,
+        id,
+        |s| matches!(s, Status::Running | Status::Created),
+        "only a running container can be paused",
+    )?;
     Ok(saved.cgroup.freeze()?)
 }
 
 pub fn resume(root: &StateRoot, id: &str) -> Result<(), ContainerError> {
-    let saved = root.load(id)?;
-    let status = state::status_of(root, &saved);
-    if status != Status::Paused {
-        return Err(ContainerError::WrongState {
-            id: id.into(),
-            status,
-            what: "only a paused container can be resumed",
-        });
-    }
+    let saved = require(
+        root,
+        id,
+        |s| s == Status::Paused,
+        "only a paused container can be resumed",
+    )?;
     Ok(saved.cgroup.thaw()?)
 }
 
@@ -600,15 +601,12 @@ pub fn pids(root: &StateRoot, id: &str) -> Result<Vec<i32>, ContainerError> {
 
 /// `update`: applies new resources to a live container and remembers them.
 pub fn update(root: &StateRoot, id: &str, r: &LinuxResources) -> Result<(), ContainerError> {
-    let mut saved = root.load(id)?;
-    let status = state::status_of(root, &saved);
-    if status == Status::Stopped {
-        return Err(ContainerError::WrongState {
-            id: id.into(),
-            status,
-            what: "a stopped container cannot be updated",
-        });
-    }
+    let mut saved = require(
+        root,
+        id,
+        |s| s != Status::Stopped,
+        "a stopped container cannot be updated",
+    )?;
     let hierarchy = berth_cgroups::detect()?;
     berth_cgroups::validate(r, &hierarchy)?;
     saved.cgroup.apply(r)?;
@@ -619,15 +617,12 @@ pub fn update(root: &StateRoot, id: &str, r: &LinuxResources) -> Result<(), Cont
 
 /// `events --stats`: one stats sample, in runc's JSON shape.
 pub fn stats(root: &StateRoot, id: &str) -> Result<serde_json::Value, ContainerError> {
-    let saved = root.load(id)?;
-    let status = state::status_of(root, &saved);
-    if status == Status::Stopped {
-        return Err(ContainerError::WrongState {
-            id: id.into(),
-            status,
-            what: "a stopped container has no stats",
-        });
-    }
+    let saved = require(
+        root,
+        id,
+        |s| s != Status::Stopped,
+        "a stopped container has no stats",
+    )?;
     let stats = saved.cgroup.stats()?;
     Ok(serde_json::json!({"type": "stats", "id": id, "data": stats}))
 }

@@ -11,7 +11,7 @@ use crate::init::{self, InitCtx};
 use crate::namespace::NsPlan;
 use crate::process;
 use crate::state::{self, StateRoot, Status};
-use crate::sync::{self, Msg, SyncError};
+use crate::sync::{self, Msg};
 use crate::{console, spec, sys};
 
 /// Flags of `exec`.
@@ -91,14 +91,7 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<Execed, Co
         parent.wait_for(&Msg::Joined { map: false }, "joined")?;
         saved.cgroup.add_pid(stage1)?;
         parent.send(&Msg::Go)?;
-        match parent.recv("exec pid")? {
-            (Msg::InitPid(pid), _) => Ok(pid),
-            (other, _) => Err(SyncError::Unexpected {
-                expected: "exec pid",
-                got: format!("{other:?}"),
-            }
-            .into()),
-        }
+        Ok(parent.recv_pid("exec pid")?)
     })();
     let _ = sys::waitpid(stage1, 0);
     let pid = result?;

@@ -235,17 +235,7 @@ fn node(
 ) -> Result<(), RootfsError> {
     let name = path.file_name().unwrap_or_default();
     if in_user_ns {
-        let target = create_in_root(root, path, true).map_err(step("create", path))?;
-        let host = PathBuf::from("/dev").join(name);
-        sys::mount(
-            Some(host.as_os_str()),
-            &fd_path(target.as_fd()),
-            None,
-            libc::MS_BIND,
-            None,
-        )
-        .map_err(step("bind device", path))?;
-        return Ok(());
+        return bind_host_node(root, path, &PathBuf::from("/dev").join(name));
     }
     let devnum = libc::makedev(major, minor);
     match sys::mknodat(dev, name, mode, devnum) {
@@ -263,6 +253,19 @@ fn node(
     )
     .map_err(step("chmod", path))?;
     Ok(())
+}
+
+/// In a user namespace mknod is not allowed: bind the host's node at `path` instead.
+fn bind_host_node(root: BorrowedFd<'_>, path: &Path, host: &Path) -> Result<(), RootfsError> {
+    let target = create_in_root(root, path, true).map_err(step("create", path))?;
+    sys::mount(
+        Some(host.as_os_str()),
+        &fd_path(target.as_fd()),
+        None,
+        libc::MS_BIND,
+        None,
+    )
+    .map_err(step("bind device", path))
 }
 
 fn make_device(root: BorrowedFd<'_>, d: &LinuxDevice, in_user_ns: bool) -> Result<(), RootfsError> {
@@ -286,16 +289,7 @@ fn make_device(root: BorrowedFd<'_>, d: &LinuxDevice, in_user_ns: bool) -> Resul
     let minor = u32::try_from(d.minor()).unwrap_or(0);
     let mode = kind | d.file_mode().unwrap_or(0o666);
     if in_user_ns {
-        let target = create_in_root(root, path, true).map_err(step("create", path))?;
-        sys::mount(
-            Some(path.as_os_str()),
-            &fd_path(target.as_fd()),
-            None,
-            libc::MS_BIND,
-            None,
-        )
-        .map_err(step("bind device", path))?;
-        return Ok(());
+        return bind_host_node(root, path, path);
     }
     node(root, dir.as_fd(), path, mode, major, minor, false)?;
     if d.uid().is_some() || d.gid().is_some() {

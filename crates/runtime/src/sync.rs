@@ -87,6 +87,17 @@ impl Channel {
         Ok((msg, fds.pop()))
     }
 
+    /// Waits for `InitPid` and returns the pid.
+    pub(crate) fn recv_pid(&self, expected: &'static str) -> Result<i32, SyncError> {
+        match self.recv(expected)? {
+            (Msg::InitPid(pid), _) => Ok(pid),
+            (other, _) => Err(SyncError::Unexpected {
+                expected,
+                got: format!("{other:?}"),
+            }),
+        }
+    }
+
     /// Waits for exactly `want`.
     pub(crate) fn wait_for(&self, want: &Msg, name: &'static str) -> Result<(), SyncError> {
         let (got, _) = self.recv(name)?;
