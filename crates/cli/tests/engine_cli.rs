@@ -11,7 +11,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use engine::{Env, can_run, err, out};
+use engine::{Env, can_run, err, out, wait_for};
 
 #[test]
 fn demo_run_rm_echo_hello() -> Result<()> {
@@ -83,17 +83,6 @@ fn run_rm_it_sh_on_a_pty() -> Result<()> {
     let status = child.wait()?;
     assert_eq!(status.code(), Some(7), "{seen:?}");
     env.assert_clean_after_rm(&[])
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f()? {
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
 }
 
 #[test]

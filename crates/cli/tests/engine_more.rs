@@ -5,21 +5,10 @@
 mod engine;
 
 use std::fs;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Result, bail};
-use engine::{Env, can_run, err};
-
-fn wait_for(what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f()? {
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
-}
+use anyhow::Result;
+use engine::{Env, can_run, err, wait_for};
 
 #[test]
 fn restart_on_failure_and_detached_rm() -> Result<()> {

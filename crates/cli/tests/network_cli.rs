@@ -13,10 +13,10 @@ use std::fs;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream, UdpSocket};
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
-use engine::{Env, can_run, err};
+use engine::{Env, can_run, err, wait_for};
 
 /// An installation whose networks are removed on drop (after its containers).
 struct NetEnv {
@@ -137,17 +137,6 @@ fn ports_of(bridge: &str) -> Result<usize> {
 
 fn free_port() -> Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f()? {
-        if Instant::now() > deadline {
-            bail!("timed out waiting for {what}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(())
 }
 
 /// A shell loop that retries `cmd` until it succeeds (up to ~5 s).

@@ -260,3 +260,15 @@ pub fn err(o: &Output) -> String {
 pub fn ctx<T>(r: Option<T>, what: &str) -> Result<T> {
     r.context(what.to_string())
 }
+
+/// Polls `f` every 50 ms until it is true; fails after 30 s naming `what`.
+pub fn wait_for(what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !f()? {
+        if std::time::Instant::now() > deadline {
+            bail!("timed out waiting for {what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
