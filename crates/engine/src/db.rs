@@ -113,15 +113,7 @@ impl Db {
             .conn()?
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(q("begin"))?;
-        let holder: Option<String> = tx
-            .query_row(
-                "SELECT id FROM containers WHERE name = ?1",
-                params![rec.name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(q("look up name"))?;
-        if let Some(id) = holder {
+        if let Some(id) = name_holder(&tx, &rec.name)? {
             return Err(DbError::NameInUse {
                 name: rec.name.clone(),
                 id,
@@ -206,21 +198,13 @@ impl Db {
         let mut rec = from_json(id, &text.ok_or_else(|| DbError::NotFound(id.into()))?)?;
         let old_name = rec.name.clone();
         change(&mut rec)?;
-        if rec.name != old_name {
-            let holder: Option<String> = tx
-                .query_row(
-                    "SELECT id FROM containers WHERE name = ?1",
-                    params![rec.name],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(q("look up name"))?;
-            if let Some(holder) = holder {
-                return Err(DbError::NameInUse {
-                    name: rec.name,
-                    id: holder,
-                });
-            }
+        if rec.name != old_name
+            && let Some(holder) = name_holder(&tx, &rec.name)?
+        {
+            return Err(DbError::NameInUse {
+                name: rec.name,
+                id: holder,
+            });
         }
         tx.execute(
             "UPDATE containers SET name = ?2, record = ?3 WHERE id = ?1",
@@ -249,6 +233,17 @@ fn from_json(id: &str, text: &str) -> Result<ContainerRecord, DbError> {
         id: id.to_string(),
         source,
     })
+}
+
+/// The id of the container that holds `name`, if any (inside the caller's transaction).
+fn name_holder(tx: &rusqlite::Transaction<'_>, name: &str) -> Result<Option<String>, DbError> {
+    tx.query_row(
+        "SELECT id FROM containers WHERE name = ?1",
+        params![name],
+        |r| r.get(0),
+    )
+    .optional()
+    .map_err(q("look up name"))
 }
 
 #[cfg(test)]
