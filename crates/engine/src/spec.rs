@@ -277,7 +277,6 @@ pub fn build(
     let privileged = h.privileged;
     let mut linux = json!({
         "resources": resources(rec),
-        "cgroupsPath": format!("/berth/{}", rec.id),
         "namespaces": namespaces(joins),
         "maskedPaths": if privileged { vec![] } else { MASKED.to_vec() },
         "readonlyPaths": if privileged { vec![] } else { READONLY.to_vec() },
@@ -354,7 +353,9 @@ mod tests {
         assert!(!eff.contains(&json!("CAP_CHOWN")));
         assert!(eff.contains(&json!("CAP_KILL")));
         assert_eq!(v["linux"]["resources"]["memory"]["limit"], json!(7 << 20));
-        assert_eq!(v["linux"]["cgroupsPath"], json!("/berth/abc"));
+        // No cgroupsPath: the runtime's default `/berth/<id>`, whose `/berth` parent it
+        // owns and removes with the last container.
+        assert!(v["linux"].get("cgroupsPath").is_none());
         let ns: Vec<_> = v["linux"]["namespaces"]
             .as_array()
             .unwrap()
