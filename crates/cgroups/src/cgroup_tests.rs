@@ -157,6 +157,32 @@ fn pids_include_sub_cgroups() {
 }
 
 #[test]
+fn join_self_writes_zero_to_v1_tasks_and_skips_unified_when_born_there() {
+    let fake = FakeFs::new(Layout::Hybrid);
+    let h = fake.hierarchy();
+    fake.precreate(&h, "berth/s");
+    let cg = Cgroup::new(&h, None, "s").unwrap();
+    let unified = cg.unified_path().unwrap().to_path_buf();
+    assert!(
+        unified.ends_with("unified/berth/s"),
+        "{}",
+        unified.display()
+    );
+    cg.join_self(true).unwrap();
+    assert_eq!(fake.read("memory/berth/s/tasks"), "0");
+    assert_eq!(fake.read("pids/berth/s/tasks"), "0");
+    let procs = || fs::read_to_string(unified.join("cgroup.procs")).unwrap();
+    assert_eq!(procs(), "", "born in the v2 cgroup: no write");
+    cg.join_self(false).unwrap();
+    assert_eq!(procs(), "0");
+
+    let fake = FakeFs::new(Layout::V1);
+    let h = fake.hierarchy();
+    fake.precreate(&h, "berth/s");
+    assert_eq!(Cgroup::new(&h, None, "s").unwrap().unified_path(), None);
+}
+
+#[test]
 fn freezer_v1_and_v2() {
     let fake = FakeFs::new(Layout::V1);
     let h = fake.hierarchy();

@@ -156,6 +156,7 @@ impl FakeFs {
             }
         }
         fs::write(dir.join("cgroup.procs"), "").expect("write");
+        fs::write(dir.join("tasks"), "").expect("write");
     }
 
     fn populate_v2(&self, dir: &Path, controllers: &str) {

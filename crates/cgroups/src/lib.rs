@@ -16,7 +16,8 @@
 //! values are rejected before the first mkdir.
 //!
 //! Entry points: [`detect`] → [`Cgroup::new`] → [`Cgroup::create`] → [`Cgroup::apply`] →
-//! [`Cgroup::add_pid`]; [`Cgroup::destroy`] on `delete` or stale-state cleanup.
+//! [`Cgroup::join_self`] (from the new process itself; [`Cgroup::add_pid`] for another
+//! process); [`Cgroup::destroy`] on `delete` or stale-state cleanup.
 
 mod cgroup;
 mod cgroupfs;

@@ -75,6 +75,7 @@ pub(crate) struct Globals {
 }
 
 fn main() -> ExitCode {
+    berth_engine::trace::mark("berth: up");
     // Bad flags exit 125 like Docker's, not clap's 2.
     let cli = Cli::try_parse().unwrap_or_else(|e| {
         let _ = e.print();

@@ -102,6 +102,7 @@ impl Engine {
     /// `create`: resolves the image, merges its config with the request, stores the record
     /// and makes the container's directory and volumes. Nothing runs yet.
     pub fn create(&mut self, req: &CreateRequest) -> Result<ContainerRecord, EngineError> {
+        crate::trace::mark("create");
         let store = self.image_store()?;
         let image = store.resolve(&req.image)?;
         if let Some(n) = &req.name
@@ -147,6 +148,7 @@ impl Engine {
             let p = self.volume_path(&m.source);
             fs::create_dir_all(&p).map_err(io_err(format!("create volume `{}`", p.display())))?;
         }
+        crate::trace::mark("created");
         Ok(rec)
     }
 
@@ -164,6 +166,7 @@ impl Engine {
             });
         }
         crate::network::before_start(self, &rec)?;
+        crate::trace::mark("spawn monitor");
         let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| io_err("create status pipe")(e.into()))?;
         let mut cmd = Command::new(&self.monitor);
@@ -192,6 +195,7 @@ impl Engine {
         status
             .read_line(&mut line)
             .map_err(io_err("read the monitor's report"))?;
+        crate::trace::mark("start reported");
         match parse_report(&line) {
             Report::Started(pid) => Ok(Attached {
                 id: rec.id,

@@ -23,6 +23,7 @@ mod serve;
 mod spec;
 mod sys;
 mod time;
+pub mod trace;
 mod user;
 
 use std::io;

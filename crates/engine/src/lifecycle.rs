@@ -225,6 +225,7 @@ impl Engine {
                 let n = status
                     .read_line(&mut line)
                     .map_err(crate::io_err("read the monitor's report"))?;
+                crate::trace::mark("exit reported");
                 match parse_report(&line) {
                     Report::Exit(code) => return Ok(code),
                     _ if n == 0 => {
@@ -267,6 +268,25 @@ impl Engine {
 
     /// `rm [-f] [-v]`: removes a container and everything it left on the host.
     pub fn remove(&mut self, key: &str, force: bool, volumes: bool) -> Result<String, EngineError> {
+        self.sweep_trash();
+        let (id, retired) = self.remove_deferred(key, force, volumes)?;
+        retired.purge();
+        Ok(id)
+    }
+
+    /// [`remove`](Self::remove), except that the container's directory is only renamed
+    /// into `<root>/trash`: the container is gone for every other command (no record, no
+    /// name, no image hold, nothing mounted or in a cgroup), and the caller deletes the
+    /// files with [`Retired::purge`] when the delay no longer matters — the monitor of a
+    /// `run --rm` container does it after telling `berth run` the exit code, since
+    /// unlinking on a busy ext4 journal costs milliseconds. A purge cut short by a crash
+    /// is finished by the next `rm` or `container prune` ([`sweep_trash`](Self::sweep_trash)).
+    pub fn remove_deferred(
+        &mut self,
+        key: &str,
+        force: bool,
+        volumes: bool,
+    ) -> Result<(String, Retired), EngineError> {
         let rec = self.get(key)?;
         if rec.is_active() && !force {
             return Err(EngineError::RemoveRunning(rec.id));
@@ -296,11 +316,7 @@ impl Engine {
         })?;
         crate::network::release(self, &rec.id);
         prepare::unmount(self, &rec.id)?;
-        let dir = self.container_dir(&rec.id);
-        if dir.exists() {
-            fs::remove_dir_all(&dir)
-                .map_err(crate::io_err(format!("remove `{}`", dir.display())))?;
-        }
+        let retired = self.retire(&self.container_dir(&rec.id))?;
         if volumes {
             for m in rec.host_config.mounts.iter().filter(|m| m.anonymous) {
                 let _ = fs::remove_dir_all(self.root.join("volumes").join(&m.source));
@@ -310,7 +326,54 @@ impl Engine {
             let _ = self.image_store()?.release(&digest, &rec.id);
         }
         self.db.remove(&rec.id)?;
-        Ok(rec.id)
+        Ok((rec.id, retired))
+    }
+
+    fn trash_dir(&self) -> std::path::PathBuf {
+        self.root.join("trash")
+    }
+
+    /// Moves `dir` out of sight into the trash (same filesystem: one rename); removes it
+    /// in place if it cannot be moved.
+    fn retire(&self, dir: &std::path::Path) -> Result<Retired, EngineError> {
+        if !dir.exists() {
+            return Ok(Retired(None));
+        }
+        let trash = self.trash_dir();
+        let _ = fs::create_dir(&trash);
+        let name = dir.file_name().unwrap_or_default();
+        let to = trash.join(name);
+        if fs::rename(dir, &to).is_ok() {
+            return Ok(Retired(Some(to)));
+        }
+        fs::remove_dir_all(dir).map_err(crate::io_err(format!("remove `{}`", dir.display())))?;
+        Ok(Retired(None))
+    }
+
+    /// Deletes what crashed purges left in the trash; errors are ignored (a monitor may
+    /// be purging the same directory right now).
+    pub(crate) fn sweep_trash(&self) {
+        for e in fs::read_dir(self.trash_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// A removed container's directory, waiting in the trash to be deleted.
+#[derive(Debug)]
+#[must_use = "purge the retired directory"]
+pub struct Retired(Option<std::path::PathBuf>);
+
+impl Retired {
+    /// Deletes the files.
+    pub fn purge(self) {
+        if let Some(p) = self.0 {
+            let _ = fs::remove_dir_all(p);
+        }
     }
 }
 

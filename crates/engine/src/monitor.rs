@@ -26,6 +26,12 @@ struct Ended {
     code: i32,
 }
 
+/// What the monitor does after the container exited.
+enum Next {
+    Restart(Duration),
+    Done(Option<crate::lifecycle::Retired>),
+}
+
 struct Monitor {
     engine: Engine,
     id: String,
@@ -36,6 +42,7 @@ struct Monitor {
 
 /// The monitor's `main`; returns its exit status.
 pub fn monitor_main(args: &[String]) -> i32 {
+    crate::trace::mark("monitor: up");
     let status = crate::sys::take_status_fd();
     let [root, runroot, id, mode] = args else {
         eprintln!("usage: berth-monitor ROOT RUNROOT ID attach|detach");
@@ -93,9 +100,13 @@ impl Monitor {
             };
             first = false;
             match self.after_exit(ended.code) {
-                Ok(Some(delay)) => std::thread::sleep(delay),
-                Ok(None) => {
+                Ok(Next::Restart(delay)) => std::thread::sleep(delay),
+                Ok(Next::Done(retired)) => {
                     report(&mut self.status, &format!("exit {}", ended.code));
+                    crate::trace::mark("monitor: exit reported");
+                    if let Some(r) = retired {
+                        r.purge();
+                    }
                     return ended.code;
                 }
                 Err(_) => {
@@ -153,11 +164,13 @@ impl Monitor {
             r.state.stopped_by_user = r.state.stopped_by_user && !first;
             Ok(())
         })?;
+        crate::trace::mark("monitor: claimed");
         let argv = rec.argv();
         if argv.is_empty() {
             return Err(EngineError::NoCommand);
         }
         prepare::rootfs(&self.engine, &rec)?;
+        crate::trace::mark("monitor: rootfs mounted");
         let rootfs = self.engine.container_dir(&self.id).join("rootfs");
         prepare::check_executable(&rootfs, &argv[0], &rec.config.env)?;
         let spec = prepare::spec(&mut self.engine, &rec, &argv)?;
@@ -168,6 +181,7 @@ impl Monitor {
             dir.display()
         )))?;
         let stdio = Stdio::redirect(&rec, self.attach)?;
+        crate::trace::mark("monitor: spec written");
         let opts = CreateOptions {
             id: self.id.clone(),
             bundle: dir,
@@ -176,9 +190,12 @@ impl Monitor {
         let created = container::create(&self.engine.runtime_root(), &opts);
         let stdio = stdio.after_create();
         let created = created?;
+        crate::trace::mark("monitor: runtime created");
         crate::network::attach(&self.engine, &rec, created.pid)?;
         let rec = self.mark_running(created.pid)?;
+        crate::trace::mark("monitor: network attached, recorded running");
         container::start(&self.engine.runtime_root(), &self.id)?;
+        crate::trace::mark("monitor: runtime started");
         report(&mut self.status, &format!("started {}", created.pid));
         let log = open_log(&self.engine, &rec);
         // Idle from here on: drop the database connection (SQLite's caches) and give the
@@ -188,6 +205,7 @@ impl Monitor {
         crate::sys::trim_heap();
         crate::sys::drop_clean_file_mappings();
         let code = serve(created.pid, &self.sigfd, stdio, created.console, log);
+        crate::trace::mark("monitor: init exited, output drained");
         Ok(Ended { code })
     }
 
@@ -207,13 +225,17 @@ impl Monitor {
         Ok(rec)
     }
 
-    /// Records the exit; returns the delay before a restart, or `None` when done.
-    fn after_exit(&mut self, code: i32) -> Result<Option<Duration>, EngineError> {
+    /// Records the exit; says whether to restart (after a delay) or that we are done
+    /// (with a `--rm` container's directory left to delete once the exit is reported).
+    fn after_exit(&mut self, code: i32) -> Result<Next, EngineError> {
         let rt = self.engine.runtime_root();
         let oom = container::oom_kills(&rt, &self.id).unwrap_or(0) > 0;
         let _ = container::delete(&rt, &self.id, true);
+        crate::trace::mark("monitor: runtime deleted");
         let _ = prepare::unmount(&self.engine, &self.id);
+        crate::trace::mark("monitor: unmounted");
         crate::network::release(&self.engine, &self.id);
+        crate::trace::mark("monitor: network released");
         let rec = self.engine.db.update(&self.id, |r| {
             r.state.exit_code = code;
             r.state.oom_killed = oom;
@@ -234,12 +256,15 @@ impl Monitor {
         })?;
         if rec.state.status == Status::Restarting {
             let n = rec.state.restart_count.min(4);
-            return Ok(Some(Duration::from_millis(100 << n)));
+            return Ok(Next::Restart(Duration::from_millis(100 << n)));
         }
+        crate::trace::mark("monitor: exit recorded");
         if rec.host_config.auto_remove && rec.state.status != Status::Dead {
-            self.engine.remove(&self.id, true, true)?;
+            let (_, retired) = self.engine.remove_deferred(&self.id, true, true)?;
+            crate::trace::mark("monitor: removed");
+            return Ok(Next::Done(Some(retired)));
         }
-        Ok(None)
+        Ok(Next::Done(None))
     }
 }
 

@@ -37,7 +37,21 @@ impl Store {
             path: dir.clone(),
             source,
         })?;
-        crate::store::write_atomic(&dir.join(holder), b"")
+        // An empty file: creating it is atomic, so no temporary + rename, and no fsync —
+        // it is on every container's start path, and after a power loss the engine's
+        // record of the container is no more durable than this file.
+        let path = dir.join(holder);
+        fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map(drop)
+            .map_err(|source| StoreError::Io {
+                op: "hold image for",
+                path,
+                source,
+            })
     }
 
     /// Drop a hold; a missing one is not an error.

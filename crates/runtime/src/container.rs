@@ -171,6 +171,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Contain
         seccomp: seccomp.as_ref(),
         user_ns,
         cgroup_mounts: cgroup.container_mounts(),
+        cgroup: &cgroup,
     };
     let env = ChildEnv {
         id: &opts.id,
@@ -179,7 +180,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Contain
         hooks: plan.spec.hooks().as_ref(),
         seccomp: linux.and_then(|l| l.seccomp().as_ref()),
     };
-    let (pid, console) = spawn(&ctx, &cgroup, linux, &mut guard, &env)?;
+    let (pid, console) = spawn(&ctx, linux, &mut guard, &env)?;
     if let Some(adj) = proc.oom_score_adj() {
         write_oom_score_adj(pid, adj)?;
     }
@@ -227,21 +228,13 @@ fn clamp_u16(v: u64) -> u16 {
 /// Forks stage-1, answers its requests, and returns the init's pid once it is `Ready`.
 fn spawn(
     ctx: &InitCtx<'_>,
-    cgroup: &Cgroup,
     linux: Option<&oci_spec::runtime::Linux>,
     guard: &mut CreateGuard<'_>,
     env: &ChildEnv<'_>,
 ) -> Result<(i32, Option<OwnedFd>), ContainerError> {
     let (parent, child) = sync::pair().map_err(io_err("socketpair"))?;
-    let stage1 = match sys::fork().map_err(io_err("fork"))? {
-        sys::Forked::Child => {
-            drop(parent);
-            init::stage1(ctx, &child)
-        }
-        sys::Forked::Parent(pid) => pid,
-    };
-    drop(child);
-    let result = drive_stage1(&parent, stage1, cgroup, linux);
+    let (stage1, parent) = init::fork_stage1(ctx, parent, child).map_err(io_err("fork"))?;
+    let result = drive_stage1(&parent, stage1, linux);
     // Stage-1 exits right after reporting the init's pid (or failing); reap it.
     let _ = sys::waitpid(stage1, 0);
     let init_pid = result?;
@@ -327,7 +320,6 @@ pub(crate) fn serve_child(
 fn drive_stage1(
     chan: &Channel,
     stage1: i32,
-    cgroup: &Cgroup,
     linux: Option<&oci_spec::runtime::Linux>,
 ) -> Result<i32, ContainerError> {
     let (msg, _) = chan.recv("joined")?;
@@ -341,7 +333,6 @@ fn drive_stage1(
     if map && let Some(linux) = linux {
         namespace::write_id_maps(stage1, linux)?;
     }
-    cgroup.add_pid(stage1)?;
     chan.send(&Msg::Go)?;
     Ok(chan.recv_pid("init pid")?)
 }

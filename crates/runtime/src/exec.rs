@@ -71,25 +71,19 @@ pub fn exec(root: &StateRoot, id: &str, opts: &ExecOptions) -> Result<Execed, Co
         seccomp: seccomp.as_ref(),
         user_ns: saved.user_ns,
         cgroup_mounts: Vec::new(),
+        cgroup: &saved.cgroup,
     };
     let (parent, child) = sync::pair().map_err(|source| ContainerError::Io {
         op: "socketpair".into(),
         source,
     })?;
-    let stage1 = match sys::fork().map_err(|source| ContainerError::Io {
-        op: "fork".into(),
-        source,
-    })? {
-        sys::Forked::Child => {
-            drop(parent);
-            init::stage1(&ctx, &child)
-        }
-        sys::Forked::Parent(pid) => pid,
-    };
-    drop(child);
+    let (stage1, parent) =
+        init::fork_stage1(&ctx, parent, child).map_err(|source| ContainerError::Io {
+            op: "fork".into(),
+            source,
+        })?;
     let result = (|| -> Result<i32, ContainerError> {
         parent.wait_for(&Msg::Joined { map: false }, "joined")?;
-        saved.cgroup.add_pid(stage1)?;
         parent.send(&Msg::Go)?;
         Ok(parent.recv_pid("exec pid")?)
     })();

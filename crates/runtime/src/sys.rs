@@ -244,6 +244,66 @@ pub(crate) fn fork() -> io::Result<Forked> {
     })
 }
 
+/// Opens a directory as an `O_PATH` handle (for clone3's `cgroup` field).
+pub(crate) fn open_path_dir(path: &Path) -> io::Result<OwnedFd> {
+    open(path, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)
+}
+
+/// `struct clone_args` of clone3(2), up to `cgroup` (CLONE_ARGS_SIZE_VER2, 88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// fork(2) through clone3(2) with `CLONE_INTO_CGROUP`: the child starts in the cgroup v2
+/// directory `cgroup` instead of ours. Fails (ENOSYS, E2BIG, EOPNOTSUPP, ...) where the
+/// kernel cannot; the caller then forks and joins. Same contract as [`fork`]: the
+/// caller is single-threaded.
+pub(crate) fn fork_into_cgroup(cgroup: BorrowedFd<'_>) -> io::Result<Forked> {
+    let args = CloneArgs {
+        flags: CLONE_INTO_CGROUP,
+        exit_signal: libc::SIGCHLD as u64,
+        cgroup: u64::try_from(cgroup.as_raw_fd())
+            .map_err(|_| io::Error::from_raw_os_error(libc::EBADF))?,
+        ..CloneArgs::default()
+    };
+    // SAFETY: `args` is a valid clone_args of the size passed, alive for the call. With no
+    // CLONE_VM and a zero stack the child gets a copy of our address space and continues
+    // on its copy of this stack, exactly like fork(2). glibc's fork handlers do not run:
+    // the caller is single-threaded, so no lock (malloc, stdio) can be held by another
+    // thread; the one stale field, the thread's cached tid, is not used by what the
+    // child runs (Rust code that forks again with glibc's fork, or execs).
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &raw const args,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    let pid = libc::pid_t::try_from(pid).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(if pid == 0 {
+        Forked::Child
+    } else {
+        Forked::Parent(pid)
+    })
+}
+
 /// Number of threads in this process, from /proc/self/stat.
 pub(crate) fn thread_count() -> io::Result<usize> {
     let stat = std::fs::read_to_string("/proc/self/stat")?;

@@ -155,9 +155,31 @@ impl Env {
         out
     }
 
+    /// Entries in `<root>/trash`: directories of removed containers not yet deleted.
+    fn trash(&self) -> Vec<std::ffi::OsString> {
+        fs::read_dir(self.root().join("trash"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect()
+    }
+
     /// Everything this instance may leave on the host, as text (empty = clean).
     pub fn leftovers(&self, ids: &[String]) -> String {
+        // A `run --rm` monitor deletes the container's files just after reporting the
+        // exit: give such stragglers a moment before calling anything a leak.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while (!self.monitors().is_empty() || !self.trash().is_empty())
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let mut left = Vec::new();
+        let trash = self.trash();
+        if !trash.is_empty() {
+            left.push(format!("trash {trash:?}"));
+        }
         if let Ok(v) = self.ids()
             && !v.is_empty()
         {
