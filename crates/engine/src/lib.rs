@@ -9,6 +9,7 @@
 
 mod container;
 mod copy;
+mod copyup;
 mod db;
 mod exec;
 mod inspect;
@@ -24,6 +25,7 @@ mod spec;
 mod sys;
 mod time;
 mod user;
+mod volume;
 
 use std::io;
 
@@ -44,7 +46,9 @@ pub use spec::{DEFAULT_CAPS, SpecBuildError};
 pub use time::{
     format as format_time, human as human_duration, now as now_time, parse as parse_time,
 };
+pub use copyup::CopyUpError;
 pub use user::UserError;
+pub use volume::{ANONYMOUS_LABEL, Volume, VolumeError};
 
 /// Why an engine operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +67,10 @@ pub enum EngineError {
     User(#[from] UserError),
     #[error(transparent)]
     Network(#[from] network::NetworkError),
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error(transparent)]
+    CopyUp(#[from] CopyUpError),
     #[error("{op}")]
     Io { op: String, source: io::Error },
     #[error("container {0} is not running")]

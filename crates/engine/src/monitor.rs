@@ -158,6 +158,7 @@ impl Monitor {
             return Err(EngineError::NoCommand);
         }
         prepare::rootfs(&self.engine, &rec)?;
+        self.engine.copy_up_volumes(&rec)?;
         let rootfs = self.engine.container_dir(&self.id).join("rootfs");
         prepare::check_executable(&rootfs, &argv[0], &rec.config.env)?;
         let spec = prepare::spec(&mut self.engine, &rec, &argv)?;

@@ -1,0 +1,332 @@
+//! Docker's copy-up: when a container mounts an empty volume that was never populated at a
+//! path where its image has content, that content (files, directories, symlinks, device
+//! nodes and fifos, with modes, owners, times and xattrs) is copied into the volume once,
+//! before the container starts. `-v name:/x:nocopy` and `--mount …,volume-nocopy` turn
+//! it off; bind mounts are never copied into.
+//!
+//! The image is hostile input. The source is opened inside the container's mounted rootfs
+//! with `RESOLVE_IN_ROOT`, every entry below it with `O_NOFOLLOW` relative to its parent's
+//! fd, and every entry in the volume is created relative to its parent's fd with
+//! `O_EXCL`/`O_NOFOLLOW`, so no symlink (in the image or put in the volume meanwhile)
+//! makes the copy read or write outside the rootfs and the volume. An flock on the
+//! volume's directory serialises containers that start with the same new volume.
+
+use std::ffi::OsStr;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+
+use nix::dir::Dir;
+use nix::errno::Errno;
+use nix::fcntl::{AtFlags, Flock, FlockArg, OFlag, OpenHow, ResolveFlag, openat, openat2};
+use nix::sys::stat::{
+    FileStat, Mode, SFlag, UtimensatFlags, fchmod, fstat, fstatat, futimens, mkdirat, mknodat,
+    utimensat,
+};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{Gid, Uid, fchown, fchownat};
+
+use crate::container::Engine;
+use crate::record::{ContainerRecord, MountPoint};
+use crate::volume;
+use crate::{EngineError, io_err};
+
+/// Directory levels copy-up follows before it gives up (a hostile image could nest deeper
+/// than any fd budget or stack).
+const MAX_DEPTH: usize = 256;
+
+/// Why a copy-up failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CopyUpError {
+    #[error("copy `{path}` of the image into volume `{volume}`")]
+    Copy {
+        volume: String,
+        path: String,
+        source: io::Error,
+    },
+    #[error(
+        "copy `{path}` of the image into volume `{volume}`: deeper than {MAX_DEPTH} directories"
+    )]
+    TooDeep { volume: String, path: String },
+}
+
+/// What one walk needs to name its errors.
+struct Walk<'a> {
+    volume: &'a str,
+    /// Path in the container of the directory being copied (for messages).
+    path: String,
+    depth: usize,
+}
+
+impl Walk<'_> {
+    fn err(&self, name: &OsStr) -> impl FnOnce(Errno) -> CopyUpError {
+        let path = format!("{}/{}", self.path, name.to_string_lossy());
+        let volume = self.volume.to_string();
+        move |e| CopyUpError::Copy {
+            volume,
+            path,
+            source: e.into(),
+        }
+    }
+}
+
+fn open_dir(dir: BorrowedFd<'_>, name: &OsStr) -> Result<OwnedFd, Errno> {
+    openat(
+        dir,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// Names in a directory, without `.` and `..`.
+fn entries(dir: BorrowedFd<'_>) -> Result<Vec<Vec<u8>>, Errno> {
+    let dup = nix::unistd::dup(dir)?;
+    let mut d = Dir::from_fd(dup)?;
+    let mut out = Vec::new();
+    for e in d.iter() {
+        let name = e?.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            out.push(name);
+        }
+    }
+    Ok(out)
+}
+
+fn ts(sec: i64, nsec: i64) -> TimeSpec {
+    TimeSpec::new(sec, nsec)
+}
+
+/// Owner, then mode (a chown clears set-id bits), then xattrs and times of `fd`.
+fn copy_meta(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, st: &FileStat) -> Result<(), Errno> {
+    fchown(dst, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)))?;
+    fchmod(dst, Mode::from_bits_truncate(st.st_mode & 0o7777))?;
+    copy_xattrs(src, dst);
+    futimens(
+        dst,
+        &ts(st.st_atime, st.st_atime_nsec),
+        &ts(st.st_mtime, st.st_mtime_nsec),
+    )
+}
+
+/// Best effort: an xattr the volume's filesystem refuses (or an LSM label) is skipped.
+fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) {
+    let mut list = vec![0u8; 64 * 1024];
+    let Ok(n) = rustix::fs::flistxattr(src, &mut list[..]) else {
+        return;
+    };
+    let mut value = vec![0u8; 64 * 1024];
+    for name in list[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+        let name = OsStr::from_bytes(name);
+        if let Ok(len) = rustix::fs::fgetxattr(src, name, &mut value[..]) {
+            let _ = rustix::fs::fsetxattr(
+                dst,
+                name,
+                &value[..len],
+                rustix::fs::XattrFlags::empty(),
+            );
+        }
+    }
+}
+
+/// Copies the entries of directory `src` into directory `dst`; the number copied.
+fn copy_tree(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, w: &Walk<'_>) -> Result<u64, CopyUpError> {
+    if w.depth > MAX_DEPTH {
+        return Err(CopyUpError::TooDeep {
+            volume: w.volume.to_string(),
+            path: w.path.clone(),
+        });
+    }
+    let mut count = 0;
+    for name in entries(src).map_err(w.err(OsStr::new(".")))? {
+        let name = OsStr::from_bytes(&name);
+        copy_entry(src, dst, name, w)?;
+        count += 1;
+    }
+    Ok(count)
+}
+
+fn copy_entry(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    name: &OsStr,
+    w: &Walk<'_>,
+) -> Result<(), CopyUpError> {
+    let st = fstatat(src, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(w.err(name))?;
+    let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
+    let private = Mode::from_bits_truncate(0o700);
+    match kind {
+        SFlag::S_IFDIR => {
+            mkdirat(dst, name, private).map_err(w.err(name))?;
+            let s = open_dir(src, name).map_err(w.err(name))?;
+            let d = open_dir(dst, name).map_err(w.err(name))?;
+            let sub = Walk {
+                volume: w.volume,
+                path: format!("{}/{}", w.path, name.to_string_lossy()),
+                depth: w.depth + 1,
+            };
+            copy_tree(s.as_fd(), d.as_fd(), &sub)?;
+            copy_meta(s.as_fd(), d.as_fd(), &st).map_err(w.err(name))
+        }
+        SFlag::S_IFREG => copy_file(src, dst, name, &st).map_err(w.err(name)),
+        SFlag::S_IFLNK => {
+            let target = nix::fcntl::readlinkat(src, name).map_err(w.err(name))?;
+            nix::unistd::symlinkat(target.as_os_str(), dst, name).map_err(w.err(name))?;
+            let owner = (Uid::from_raw(st.st_uid), Gid::from_raw(st.st_gid));
+            fchownat(
+                dst,
+                name,
+                Some(owner.0),
+                Some(owner.1),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(w.err(name))?;
+            utimensat(
+                dst,
+                name,
+                &ts(st.st_atime, st.st_atime_nsec),
+                &ts(st.st_mtime, st.st_mtime_nsec),
+                UtimensatFlags::NoFollowSymlink,
+            )
+            .map_err(w.err(name))
+        }
+        SFlag::S_IFCHR | SFlag::S_IFBLK | SFlag::S_IFIFO => {
+            mknodat(dst, name, kind, private, st.st_rdev).map_err(w.err(name))?;
+            // Never through a symlink: a container sharing the volume could swap one in.
+            let owner = (Uid::from_raw(st.st_uid), Gid::from_raw(st.st_gid));
+            fchownat(
+                dst,
+                name,
+                Some(owner.0),
+                Some(owner.1),
+                AtFlags::AT_SYMLINK_NOFOLLOW,
+            )
+            .map_err(w.err(name))?;
+            let mode = Mode::from_bits_truncate(st.st_mode & 0o7777);
+            nix::sys::stat::fchmodat(
+                dst,
+                name,
+                mode,
+                nix::sys::stat::FchmodatFlags::NoFollowSymlink,
+            )
+            .map_err(w.err(name))
+        }
+        // Sockets belong to a process that is not there.
+        _ => Ok(()),
+    }
+}
+
+fn copy_file(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    name: &OsStr,
+    st: &FileStat,
+) -> Result<(), Errno> {
+    let input = openat(
+        src,
+        name,
+        OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK,
+        Mode::empty(),
+    )?;
+    // The entry was a regular file when stat'ed; make sure it still is.
+    if SFlag::from_bits_truncate(fstat(&input)?.st_mode) & SFlag::S_IFMT != SFlag::S_IFREG {
+        return Err(Errno::EINVAL);
+    }
+    let output = openat(
+        dst,
+        name,
+        OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::from_bits_truncate(0o600),
+    )?;
+    let (mut i, mut o) = (File::from(input), File::from(output));
+    io::copy(&mut i, &mut o).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
+    copy_meta(i.as_fd(), o.as_fd(), st)
+}
+
+/// True if directory `fd` has no entries.
+fn is_empty(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+    Ok(entries(fd)?.is_empty())
+}
+
+impl Engine {
+    /// Copy-up for every volume of `rec` (its rootfs must be mounted): see the module doc.
+    pub(crate) fn copy_up_volumes(&mut self, rec: &ContainerRecord) -> Result<(), EngineError> {
+        let wanted: Vec<&MountPoint> = rec
+            .host_config
+            .mounts
+            .iter()
+            .filter(|m| m.r#type == "volume" && !m.options.iter().any(|o| o == "nocopy"))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(());
+        }
+        let rootfs = self.container_dir(&rec.id).join("rootfs");
+        let root = nix::fcntl::open(
+            &rootfs,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| io_err(format!("open `{}`", rootfs.display()))(e.into()))?;
+        for m in wanted {
+            self.copy_up(&root, m)?;
+        }
+        Ok(())
+    }
+
+    fn copy_up(&mut self, root: &OwnedFd, m: &MountPoint) -> Result<(), EngineError> {
+        let name = m.source.as_str();
+        if self.db.read(|c| volume::is_populated(c, name))? {
+            return Ok(());
+        }
+        let data = self.volume_path(name);
+        std::fs::create_dir_all(&data)
+            .map_err(io_err(format!("create volume `{}`", data.display())))?;
+        let vol_dir = data.parent().unwrap_or(&data).to_path_buf();
+        let lock = File::open(&vol_dir)
+            .map_err(io_err(format!("open volume `{}`", vol_dir.display())))?;
+        let lock = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| {
+            io_err(format!("lock volume `{}`", vol_dir.display()))(e.into())
+        })?;
+        // Another container may have filled it while we waited for the lock.
+        if self.db.read(|c| volume::is_populated(c, name))? {
+            return Ok(());
+        }
+        let err = |path: &str| {
+            let (volume, path) = (name.to_string(), path.to_string());
+            move |e: Errno| CopyUpError::Copy {
+                volume,
+                path,
+                source: e.into(),
+            }
+        };
+        let dst = open_dir(lock.as_fd(), OsStr::new("_data")).map_err(err("/"))?;
+        if !is_empty(dst.as_fd()).map_err(err("/"))? {
+            // Someone put data there: it is no longer a new volume.
+            return Ok(self.db.write(|tx| volume::mark_populated(tx, name))?);
+        }
+        let rel = m.destination.trim_start_matches('/');
+        let how = OpenHow::new()
+            .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+            .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+        let src = match openat2(root, if rel.is_empty() { "." } else { rel }, how) {
+            Ok(fd) => fd,
+            // Nothing (or no directory) there in the image: nothing to copy.
+            Err(Errno::ENOENT | Errno::ENOTDIR) => return Ok(()),
+            Err(e) => return Err(err(&m.destination)(e).into()),
+        };
+        let walk = Walk {
+            volume: name,
+            path: m.destination.trim_end_matches('/').to_string(),
+            depth: 0,
+        };
+        let copied = copy_tree(src.as_fd(), dst.as_fd(), &walk)?;
+        let st = fstat(&src).map_err(err(&m.destination))?;
+        copy_meta(src.as_fd(), dst.as_fd(), &st).map_err(err(&m.destination))?;
+        if copied > 0 {
+            self.db.write(|tx| volume::mark_populated(tx, name))?;
+        }
+        drop(lock);
+        Ok(())
+    }
+}
