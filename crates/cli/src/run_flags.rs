@@ -232,7 +232,11 @@ fn parse_volume(s: &str) -> Result<MountPoint> {
         source,
         destination: dst.to_string(),
         read_only,
-        options: if no_copy { vec!["nocopy".into()] } else { vec![] },
+        options: if no_copy {
+            vec!["nocopy".into()]
+        } else {
+            vec![]
+        },
         anonymous,
     })
 }

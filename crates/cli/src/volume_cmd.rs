@@ -139,7 +139,11 @@ fn parse_labels(labels: &[String]) -> Result<BTreeMap<String, String>> {
 enum Filter {
     Dangling(bool),
     Name(String),
-    Label { key: String, value: Option<String>, negate: bool },
+    Label {
+        key: String,
+        value: Option<String>,
+        negate: bool,
+    },
     Driver(String),
 }
 
@@ -439,6 +443,9 @@ mod tests {
         assert_eq!(v["Labels"], Value::Null);
         assert_eq!(v["Mountpoint"], "/r/volumes/data/_data");
         let text = pretty4(&Value::Array(vec![v])).unwrap();
-        assert!(text.starts_with("[\n    {\n        \"CreatedAt\""), "{text}");
+        assert!(
+            text.starts_with("[\n    {\n        \"CreatedAt\""),
+            "{text}"
+        );
     }
 }

@@ -100,7 +100,11 @@ fn ts(sec: i64, nsec: i64) -> TimeSpec {
 
 /// Owner, then mode (a chown clears set-id bits), then xattrs and times of `fd`.
 fn copy_meta(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, st: &FileStat) -> Result<(), Errno> {
-    fchown(dst, Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid)))?;
+    fchown(
+        dst,
+        Some(Uid::from_raw(st.st_uid)),
+        Some(Gid::from_raw(st.st_gid)),
+    )?;
     fchmod(dst, Mode::from_bits_truncate(st.st_mode & 0o7777))?;
     copy_xattrs(src, dst);
     futimens(
@@ -120,12 +124,8 @@ fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) {
     for name in list[..n].split(|b| *b == 0).filter(|s| !s.is_empty()) {
         let name = OsStr::from_bytes(name);
         if let Ok(len) = rustix::fs::fgetxattr(src, name, &mut value[..]) {
-            let _ = rustix::fs::fsetxattr(
-                dst,
-                name,
-                &value[..len],
-                rustix::fs::XattrFlags::empty(),
-            );
+            let _ =
+                rustix::fs::fsetxattr(dst, name, &value[..len], rustix::fs::XattrFlags::empty());
         }
     }
 }
@@ -283,11 +283,10 @@ impl Engine {
         std::fs::create_dir_all(&data)
             .map_err(io_err(format!("create volume `{}`", data.display())))?;
         let vol_dir = data.parent().unwrap_or(&data).to_path_buf();
-        let lock = File::open(&vol_dir)
-            .map_err(io_err(format!("open volume `{}`", vol_dir.display())))?;
-        let lock = Flock::lock(lock, FlockArg::LockExclusive).map_err(|(_, e)| {
-            io_err(format!("lock volume `{}`", vol_dir.display()))(e.into())
-        })?;
+        let lock =
+            File::open(&vol_dir).map_err(io_err(format!("open volume `{}`", vol_dir.display())))?;
+        let lock = Flock::lock(lock, FlockArg::LockExclusive)
+            .map_err(|(_, e)| io_err(format!("lock volume `{}`", vol_dir.display()))(e.into()))?;
         // Another container may have filled it while we waited for the lock.
         if self.db.read(|c| volume::is_populated(c, name))? {
             return Ok(());

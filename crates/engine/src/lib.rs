@@ -31,6 +31,7 @@ use std::io;
 
 pub use berth_net;
 pub use container::{Attached, CreateRequest, Engine};
+pub use copyup::CopyUpError;
 pub use db::DbError;
 pub use exec::ExecRequest;
 pub use logs::{LogEntry, LogFilter, filter as filter_logs, read_entries as read_log};
@@ -46,7 +47,6 @@ pub use spec::{DEFAULT_CAPS, SpecBuildError};
 pub use time::{
     format as format_time, human as human_duration, now as now_time, parse as parse_time,
 };
-pub use copyup::CopyUpError;
 pub use user::UserError;
 pub use volume::{ANONYMOUS_LABEL, Volume, VolumeError};
 

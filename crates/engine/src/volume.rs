@@ -189,7 +189,12 @@ pub(crate) fn attach_records(
     rec: &ContainerRecord,
 ) -> Result<(), VolumeError> {
     let now = crate::time::now();
-    for m in rec.host_config.mounts.iter().filter(|m| m.r#type == "volume") {
+    for m in rec
+        .host_config
+        .mounts
+        .iter()
+        .filter(|m| m.r#type == "volume")
+    {
         if !valid_name(&m.source) {
             return Err(VolumeError::InvalidName(m.source.clone()));
         }
