@@ -329,3 +329,72 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::{PermissionsExt, symlink};
+
+    fn dir_fd(p: &std::path::Path) -> OwnedFd {
+        OwnedFd::from(File::open(p).unwrap())
+    }
+
+    #[test]
+    fn copies_a_tree_keeping_links_as_links() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst, outside) = (t.path().join("s"), t.path().join("d"), t.path().join("o"));
+        for d in [&src, &dst, &outside] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::write(outside.join("secret"), "no").unwrap();
+        std::fs::create_dir(src.join("sub")).unwrap();
+        std::fs::write(src.join("sub/f"), "data").unwrap();
+        std::fs::set_permissions(src.join("sub/f"), std::fs::Permissions::from_mode(0o751))
+            .unwrap();
+        symlink(outside.join("secret"), src.join("abs")).unwrap();
+        symlink(&outside, src.join("dirlink")).unwrap();
+        nix::unistd::mkfifo(&src.join("fifo"), Mode::from_bits_truncate(0o640)).unwrap();
+        let w = Walk {
+            volume: "v",
+            path: "/data".into(),
+            depth: 0,
+        };
+        let n = copy_tree(dir_fd(&src).as_fd(), dir_fd(&dst).as_fd(), &w).unwrap();
+        assert_eq!(n, 4);
+        assert_eq!(std::fs::read_to_string(dst.join("sub/f")).unwrap(), "data");
+        let md = std::fs::metadata(dst.join("sub/f")).unwrap();
+        assert_eq!(md.permissions().mode() & 0o7777, 0o751);
+        for (l, target) in [
+            ("abs", outside.join("secret")),
+            ("dirlink", outside.clone()),
+        ] {
+            assert!(std::fs::symlink_metadata(dst.join(l)).unwrap().is_symlink());
+            assert_eq!(std::fs::read_link(dst.join(l)).unwrap(), target);
+        }
+        let fifo = std::fs::symlink_metadata(dst.join("fifo")).unwrap();
+        assert!(std::os::unix::fs::FileTypeExt::is_fifo(&fifo.file_type()));
+        assert_eq!(fifo.permissions().mode() & 0o7777, 0o640);
+        assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
+        // Copying again onto the same names fails instead of writing through them.
+        assert!(copy_tree(dir_fd(&src).as_fd(), dir_fd(&dst).as_fd(), &w).is_err());
+    }
+
+    #[test]
+    fn refuses_a_tree_deeper_than_the_limit() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, dst) = (t.path().join("s"), t.path().join("d"));
+        std::fs::create_dir(&dst).unwrap();
+        let mut p = src.clone();
+        for _ in 0..=MAX_DEPTH + 1 {
+            p.push("d");
+        }
+        std::fs::create_dir_all(&p).unwrap();
+        let w = Walk {
+            volume: "v",
+            path: String::new(),
+            depth: 0,
+        };
+        let e = copy_tree(dir_fd(&src).as_fd(), dir_fd(&dst).as_fd(), &w).unwrap_err();
+        assert!(matches!(e, CopyUpError::TooDeep { .. }), "{e}");
+    }
+}

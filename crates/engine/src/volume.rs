@@ -396,3 +396,74 @@ fn anonymous_mounts(conn: &Connection) -> Result<Vec<String>, DbError> {
     rows.collect::<Result<_, _>>()
         .map_err(q("read anonymous volumes"))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::Db;
+    use crate::record::MountPoint;
+
+    fn container(id: &str, mounts: &[(&str, bool)]) -> ContainerRecord {
+        let mut r = ContainerRecord {
+            id: id.into(),
+            name: format!("n{id}"),
+            created: format!("2026-01-01T00:00:0{id}Z"),
+            ..Default::default()
+        };
+        for (src, anonymous) in mounts {
+            r.host_config.mounts.push(MountPoint {
+                r#type: "volume".into(),
+                source: src.to_string(),
+                destination: "/x".into(),
+                read_only: false,
+                options: vec![],
+                anonymous: *anonymous,
+            });
+        }
+        r
+    }
+
+    #[test]
+    fn names_follow_docker() {
+        for ok in ["ab", "data", "my-vol_1.x", "0123"] {
+            assert!(valid_name(ok), "{ok}");
+        }
+        for bad in ["", "a", "..", "../x", ".x", "-x", "a/b", "a b", "é"] {
+            assert!(!valid_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_container_brings_its_volume_records_and_users() {
+        let dir = tempfile::tempdir().unwrap();
+        let vols = dir.path().join("volumes");
+        let mut db = Db::open(&dir.path().join("b.db")).unwrap();
+        for rec in [
+            container("1", &[("named", false), ("anon1", true)]),
+            container("2", &[("named", false)]),
+        ] {
+            db.insert_with(&rec, |tx| attach_records(tx, &vols, &rec))
+                .unwrap();
+        }
+        assert!(vols.join("named/_data").is_dir() && vols.join("anon1/_data").is_dir());
+        let rows = db.read(|c| rows(c, None)).unwrap();
+        let names: Vec<_> = rows.iter().map(|r| (r.0.as_str(), r.2)).collect();
+        assert_eq!(names, [("anon1", true), ("named", false)]);
+        assert_eq!(rows[0].3.get(ANONYMOUS_LABEL).map(String::as_str), Some(""));
+        let users = db.read(|c| users(c, None)).unwrap();
+        assert_eq!(users["named"], ["1", "2"]);
+        assert_eq!(users["anon1"], ["1"]);
+        assert_eq!(
+            db.read(anonymous_mounts).unwrap(),
+            vec!["anon1".to_string()]
+        );
+        assert!(!db.read(|c| is_populated(c, "named")).unwrap());
+        db.write(|tx| mark_populated(tx, "named")).unwrap();
+        assert!(db.read(|c| is_populated(c, "named")).unwrap());
+        // A bad name in a mount fails the whole insert: no container, no directory.
+        let bad = container("3", &[("..", false)]);
+        let r = db.insert_with(&bad, |tx| attach_records(tx, &vols, &bad));
+        assert!(matches!(r, Err(VolumeError::InvalidName(_))));
+        assert!(db.get("3").is_err());
+    }
+}
