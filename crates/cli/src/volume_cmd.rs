@@ -227,6 +227,11 @@ fn inspect_json(v: &Volume) -> Value {
     })
 }
 
+/// `inspect [--type volume] NAME`: the volume's inspect object.
+pub(crate) fn inspect_doc(e: &mut Engine, name: &str) -> Result<Value> {
+    Ok(inspect_json(&e.volume_get(name)?))
+}
+
 /// The fields a `volume ls --format` template sees.
 fn ls_row(v: &Volume) -> Value {
     json!({

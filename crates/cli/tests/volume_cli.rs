@@ -168,6 +168,21 @@ fn create_ls_inspect_rm_formats() -> Result<()> {
         ])?,
         format!("myvol local\n{anon} local\n")
     );
+    assert_eq!(
+        env.ok(&[
+            "inspect",
+            "--type",
+            "volume",
+            "-f",
+            "{{.Mountpoint}}",
+            "myvol"
+        ])?,
+        format!("{mp}\n")
+    );
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{.Scope}}", "myvol"])?,
+        "local\n"
+    );
     let o = env.berth(&["volume", "inspect", "nosuch"]);
     ensure!(
         !o.status.success() && err(&o).contains("no such volume"),

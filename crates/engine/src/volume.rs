@@ -466,4 +466,50 @@ mod tests {
         assert!(matches!(r, Err(VolumeError::InvalidName(_))));
         assert!(db.get("3").is_err());
     }
+
+    #[test]
+    fn an_older_store_gains_the_table_and_adopts_existing_directories() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("volumes/.removing-x/_data")).unwrap();
+        for v in ["oldvol", "anonvol"] {
+            std::fs::create_dir_all(root.join("volumes").join(v).join("_data")).unwrap();
+        }
+        let rec = container("1", &[("oldvol", false), ("anonvol", true)]);
+        let old = Connection::open(root.join("berth.db")).unwrap();
+        old.execute_batch(
+            "CREATE TABLE containers (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE,
+             created TEXT NOT NULL, record TEXT NOT NULL);",
+        )
+        .unwrap();
+        old.execute(
+            "INSERT INTO containers VALUES (?1, ?2, ?3, ?4)",
+            params![
+                rec.id,
+                rec.name,
+                rec.created,
+                serde_json::to_string(&rec).unwrap()
+            ],
+        )
+        .unwrap();
+        drop(old);
+        let mut e = Engine::open(&root, &dir.path().join("run"), Path::new("m")).unwrap();
+        let vols = e.volume_list().unwrap();
+        let seen: Vec<_> = vols
+            .iter()
+            .map(|v| (v.name.as_str(), v.anonymous, v.used_by.clone()))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("anonvol", true, vec!["1".to_string()]),
+                ("oldvol", false, vec!["1".to_string()])
+            ]
+        );
+        assert!(!root.join("volumes/.removing-x").exists());
+        assert!(matches!(
+            e.volume_remove("oldvol", false),
+            Err(EngineError::Volume(VolumeError::InUse { .. }))
+        ));
+    }
 }
