@@ -251,6 +251,10 @@ impl Engine {
         self.db.write(|tx| {
             let anon = anonymous_mounts(tx)?;
             for (name, mtime) in &on_disk {
+                // A `volume rm` may have moved it away since we looked.
+                if !dir.join(name).is_dir() {
+                    continue;
+                }
                 let t = std::time::UNIX_EPOCH
                     + std::time::Duration::from_secs(u64::try_from(*mtime).unwrap_or(0));
                 let created = crate::time::format(t);
