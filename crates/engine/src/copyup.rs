@@ -1,8 +1,8 @@
 //! Docker's copy-up: when a container mounts an empty volume that was never populated at a
 //! path where its image has content, that content (files, directories, symlinks, device
 //! nodes and fifos, with modes, owners, times and xattrs) is copied into the volume once,
-//! before the container starts. `-v name:/x:nocopy` and `--mount …,volume-nocopy` turn
-//! it off; bind mounts are never copied into.
+//! before the container starts (hard links stay links). `-v name:/x:nocopy` and
+//! `--mount …,volume-nocopy` turn it off; bind mounts are never copied into.
 //!
 //! The image is hostile input. The source is opened inside the container's mounted rootfs
 //! with `RESOLVE_IN_ROOT`, every entry below it with `O_NOFOLLOW` relative to its parent's
@@ -11,10 +11,11 @@
 //! makes the copy read or write outside the rootfs and the volume. An flock on the
 //! volume's directory serialises containers that start with the same new volume.
 
+use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 
 use nix::dir::Dir;
@@ -50,6 +51,14 @@ pub enum CopyUpError {
     )]
     TooDeep { volume: String, path: String },
 }
+
+/// Regular files with more than one link whose first copy is kept open, so the next
+/// names of the same inode become hard links too (at most this many; past it they are
+/// copied).
+const MAX_LINKED: usize = 1024;
+
+/// Source (device, inode) → the fd of its first copy in the volume.
+type Links = HashMap<(u64, u64), OwnedFd>;
 
 /// What one walk needs to name its errors.
 struct Walk<'a> {
@@ -131,7 +140,12 @@ fn copy_xattrs(src: BorrowedFd<'_>, dst: BorrowedFd<'_>) {
 }
 
 /// Copies the entries of directory `src` into directory `dst`; the number copied.
-fn copy_tree(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, w: &Walk<'_>) -> Result<u64, CopyUpError> {
+fn copy_tree(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    w: &Walk<'_>,
+    links: &mut Links,
+) -> Result<u64, CopyUpError> {
     if w.depth > MAX_DEPTH {
         return Err(CopyUpError::TooDeep {
             volume: w.volume.to_string(),
@@ -141,7 +155,7 @@ fn copy_tree(src: BorrowedFd<'_>, dst: BorrowedFd<'_>, w: &Walk<'_>) -> Result<u
     let mut count = 0;
     for name in entries(src).map_err(w.err(OsStr::new(".")))? {
         let name = OsStr::from_bytes(&name);
-        copy_entry(src, dst, name, w)?;
+        copy_entry(src, dst, name, w, links)?;
         count += 1;
     }
     Ok(count)
@@ -152,6 +166,7 @@ fn copy_entry(
     dst: BorrowedFd<'_>,
     name: &OsStr,
     w: &Walk<'_>,
+    links: &mut Links,
 ) -> Result<(), CopyUpError> {
     let st = fstatat(src, name, AtFlags::AT_SYMLINK_NOFOLLOW).map_err(w.err(name))?;
     let kind = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT;
@@ -166,10 +181,10 @@ fn copy_entry(
                 path: format!("{}/{}", w.path, name.to_string_lossy()),
                 depth: w.depth + 1,
             };
-            copy_tree(s.as_fd(), d.as_fd(), &sub)?;
+            copy_tree(s.as_fd(), d.as_fd(), &sub, links)?;
             copy_meta(s.as_fd(), d.as_fd(), &st).map_err(w.err(name))
         }
-        SFlag::S_IFREG => copy_file(src, dst, name, &st).map_err(w.err(name)),
+        SFlag::S_IFREG => copy_regular(src, dst, name, &st, links).map_err(w.err(name)),
         SFlag::S_IFLNK => {
             let target = nix::fcntl::readlinkat(src, name).map_err(w.err(name))?;
             nix::unistd::symlinkat(target.as_os_str(), dst, name).map_err(w.err(name))?;
@@ -217,12 +232,38 @@ fn copy_entry(
     }
 }
 
+/// A regular file: a hard link to an earlier copy of the same inode, or a copy.
+fn copy_regular(
+    src: BorrowedFd<'_>,
+    dst: BorrowedFd<'_>,
+    name: &OsStr,
+    st: &FileStat,
+    links: &mut Links,
+) -> Result<(), Errno> {
+    let key = (st.st_dev, st.st_ino);
+    if st.st_nlink > 1
+        && let Some(first) = links.get(&key)
+    {
+        // Through the fd's magic link in /proc: the open file itself is linked, whatever
+        // happened to its name (AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH); the
+        // absolute path makes linkat ignore its first fd.
+        let proc = format!("/proc/self/fd/{}", first.as_raw_fd());
+        return nix::unistd::linkat(dst, proc.as_str(), dst, name, AtFlags::AT_SYMLINK_FOLLOW);
+    }
+    let fd = copy_file(src, dst, name, st)?;
+    if st.st_nlink > 1 && links.len() < MAX_LINKED {
+        links.insert(key, fd);
+    }
+    Ok(())
+}
+
+/// Copies one file's bytes and metadata; the new file's fd.
 fn copy_file(
     src: BorrowedFd<'_>,
     dst: BorrowedFd<'_>,
     name: &OsStr,
     st: &FileStat,
-) -> Result<(), Errno> {
+) -> Result<OwnedFd, Errno> {
     let input = openat(
         src,
         name,
@@ -241,7 +282,8 @@ fn copy_file(
     )?;
     let (mut i, mut o) = (File::from(input), File::from(output));
     io::copy(&mut i, &mut o).map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?;
-    copy_meta(i.as_fd(), o.as_fd(), st)
+    copy_meta(i.as_fd(), o.as_fd(), st)?;
+    Ok(o.into())
 }
 
 /// True if directory `fd` has no entries.
@@ -319,7 +361,7 @@ impl Engine {
             path: m.destination.trim_end_matches('/').to_string(),
             depth: 0,
         };
-        let copied = copy_tree(src.as_fd(), dst.as_fd(), &walk)?;
+        let copied = copy_tree(src.as_fd(), dst.as_fd(), &walk, &mut Links::new())?;
         let st = fstat(&src).map_err(err(&m.destination))?;
         copy_meta(src.as_fd(), dst.as_fd(), &st).map_err(err(&m.destination))?;
         if copied > 0 {
@@ -359,8 +401,13 @@ mod tests {
             path: "/data".into(),
             depth: 0,
         };
-        let n = copy_tree(dir_fd(&src).as_fd(), dir_fd(&dst).as_fd(), &w).unwrap();
+        std::fs::hard_link(src.join("sub/f"), src.join("sub/g")).unwrap();
+        let mut links = Links::new();
+        let n = copy_tree(dir_fd(&src).as_fd(), dir_fd(&dst).as_fd(), &w, &mut links).unwrap();
         assert_eq!(n, 4);
+        let ino =
+            |p: &str| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(dst.join(p)).unwrap());
+        assert_eq!(ino("sub/f"), ino("sub/g"), "hard links stay links");
         assert_eq!(std::fs::read_to_string(dst.join("sub/f")).unwrap(), "data");
         let md = std::fs::metadata(dst.join("sub/f")).unwrap();
         assert_eq!(md.permissions().mode() & 0o7777, 0o751);
@@ -376,7 +423,7 @@ mod tests {
         assert_eq!(fifo.permissions().mode() & 0o7777, 0o640);
         assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 1);
         // Copying again onto the same names fails instead of writing through them.
-        assert!(copy_tree(dir_fd(&src).as_fd(), dir_fd(&dst).as_fd(), &w).is_err());
+        assert!(copy_tree(dir_fd(&src).as_fd(), dir_fd(&dst).as_fd(), &w, &mut links).is_err());
     }
 
     #[test]
@@ -394,7 +441,13 @@ mod tests {
             path: String::new(),
             depth: 0,
         };
-        let e = copy_tree(dir_fd(&src).as_fd(), dir_fd(&dst).as_fd(), &w).unwrap_err();
+        let e = copy_tree(
+            dir_fd(&src).as_fd(),
+            dir_fd(&dst).as_fd(),
+            &w,
+            &mut Links::new(),
+        )
+        .unwrap_err();
         assert!(matches!(e, CopyUpError::TooDeep { .. }), "{e}");
     }
 }
