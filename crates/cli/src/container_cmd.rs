@@ -39,7 +39,7 @@ pub(crate) enum TopCommand {
     Logs(crate::show_cmd::LogsArgs),
     /// Execute a command in a running container.
     Exec(ExecArgs),
-    /// Return low-level information on containers or images.
+    /// Return low-level information on containers, images or volumes.
     Inspect(crate::show_cmd::InspectArgs),
     /// Block until one or more containers stop, then print their exit codes.
     Wait(Names),

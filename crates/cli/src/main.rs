@@ -12,6 +12,7 @@ mod ps_fmt;
 mod run_flags;
 mod show_cmd;
 mod template;
+mod volume_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -63,6 +64,11 @@ enum Command {
         #[command(subcommand)]
         command: network_cmd::NetworkCommand,
     },
+    /// Manage volumes.
+    Volume {
+        #[command(subcommand)]
+        command: volume_cmd::VolumeCommand,
+    },
 }
 
 /// Global settings every command group receives.
@@ -91,6 +97,7 @@ fn main() -> ExitCode {
         Command::Containers(c) => container_cmd::run_top(&g, c),
         Command::Container { command } => container_cmd::run_group(&g, command),
         Command::Network { command } => network_cmd::run(&g, command),
+        Command::Volume { command } => volume_cmd::run(&g, command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -186,10 +186,9 @@ pub(crate) fn system(g: &Globals, c: &SystemCommand) -> Result<()> {
                 .iter()
                 .map(|r| dir_size(&e.container_dir(&r.id).join("upper")))
                 .sum();
-            let vol_size = dir_size(&g.root.join("volumes"));
-            let vols = std::fs::read_dir(g.root.join("volumes"))
-                .map(|d| d.count())
-                .unwrap_or(0);
+            let vols = e.volume_list()?;
+            let vol_size: u64 = vols.iter().map(|v| dir_size(&v.mountpoint)).sum();
+            let vols_used = vols.iter().filter(|v| !v.used_by.is_empty()).count();
             print_table(&[
                 ["TYPE", "TOTAL", "ACTIVE", "SIZE"]
                     .map(str::to_string)
@@ -208,8 +207,8 @@ pub(crate) fn system(g: &Globals, c: &SystemCommand) -> Result<()> {
                 ],
                 vec![
                     "Local Volumes".into(),
-                    vols.to_string(),
-                    String::new(),
+                    vols.len().to_string(),
+                    vols_used.to_string(),
                     human_bytes(vol_size),
                 ],
             ]);

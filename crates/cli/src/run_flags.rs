@@ -225,12 +225,18 @@ fn parse_volume(s: &str) -> Result<MountPoint> {
     if ty == "bind" && !Path::new(src).exists() {
         std::fs::create_dir_all(src).with_context(|| format!("create bind source `{src}`"))?;
     }
+    // `nocopy`: the volume is not filled with the image's content at `dst`.
+    let no_copy = ty == "volume" && opts.split(',').any(|o| o == "nocopy");
     Ok(MountPoint {
         r#type: ty.into(),
         source,
         destination: dst.to_string(),
         read_only,
-        options: vec![],
+        options: if no_copy {
+            vec!["nocopy".into()]
+        } else {
+            vec![]
+        },
         anonymous,
     })
 }
@@ -261,6 +267,8 @@ fn parse_mount(s: &str) -> Result<MountPoint> {
             "readonly" | "ro" => m.read_only = v != "false" && v != "0",
             "tmpfs-size" => m.options.push(format!("size={v}")),
             "tmpfs-mode" => m.options.push(format!("mode={v}")),
+            "volume-nocopy" if v != "false" && v != "0" => m.options.push("nocopy".into()),
+            "volume-nocopy" => {}
             _ => bail!(invalid(s, "--mount", format!("unexpected key '{k}'"))),
         }
     }
@@ -541,5 +549,17 @@ mod tests {
         assert_eq!(t.options, ["size=1m", "mode=700"]);
         let m = parse_mount("type=tmpfs,target=/x,tmpfs-size=1m").unwrap();
         assert_eq!(m.options, ["size=1m"]);
+    }
+
+    #[test]
+    fn nocopy_on_volumes_only() {
+        assert_eq!(parse_volume("v:/x:nocopy").unwrap().options, ["nocopy"]);
+        assert_eq!(parse_volume("v:/x:ro,nocopy").unwrap().options, ["nocopy"]);
+        assert!(parse_volume("v:/x").unwrap().options.is_empty());
+        assert!(parse_volume("/tmp:/x:nocopy").unwrap().options.is_empty());
+        let m = parse_mount("type=volume,src=v,dst=/x,volume-nocopy").unwrap();
+        assert_eq!(m.options, ["nocopy"]);
+        let m = parse_mount("type=volume,src=v,dst=/x,volume-nocopy=false").unwrap();
+        assert!(m.options.is_empty());
     }
 }

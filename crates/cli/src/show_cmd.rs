@@ -33,7 +33,7 @@ pub(crate) struct InspectArgs {
     /// Format output using a Go template.
     #[arg(short, long)]
     format: Option<String>,
-    /// Only `container` or `image`.
+    /// Only `container`, `image` or `volume`.
     #[arg(long = "type")]
     kind: Option<String>,
     #[arg(required = true)]
@@ -121,11 +121,13 @@ pub(crate) fn inspect(e: &mut Engine, a: &InspectArgs) -> Result<()> {
         let doc = match a.kind.as_deref() {
             Some("image") => image_doc(e, n),
             Some("container") => e.get(n).map(|r| e.inspect_value(&r)).map_err(Into::into),
+            Some("volume") => crate::volume_cmd::inspect_doc(e, n),
             _ => e
                 .get(n)
                 .map(|r| e.inspect_value(&r))
                 .map_err(anyhow::Error::from)
                 .or_else(|_| image_doc(e, n))
+                .or_else(|_| crate::volume_cmd::inspect_doc(e, n))
                 .map_err(|_| anyhow::anyhow!("No such object: {n}")),
         };
         match doc {

@@ -54,11 +54,23 @@ impl Template {
 
     /// The header row of a `table` template: each field's last path element, upper case.
     pub(crate) fn header(&self) -> String {
+        self.header_with(&[])
+    }
+
+    /// The header row, where `rename` gives some fields the column name of the listing
+    /// at hand (`volume ls` shows `Name` as `VOLUME NAME`).
+    pub(crate) fn header_with(&self, rename: &[(&str, &str)]) -> String {
         self.pieces
             .iter()
             .map(|p| match p {
                 Piece::Text(t) => t.clone(),
-                Piece::Action { path, .. } => header_name(path.last().map_or("", |s| s)),
+                Piece::Action { path, .. } => {
+                    let field = path.last().map_or("", |s| s);
+                    match rename.iter().find(|(f, _)| *f == field) {
+                        Some((_, h)) => h.to_string(),
+                        None => header_name(field),
+                    }
+                }
             })
             .collect()
     }

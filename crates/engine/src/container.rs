@@ -123,10 +123,19 @@ impl Engine {
         add_image_volumes(&mut rec);
         // The record first: a crash after this leaves a `Created` container that `rm`
         // cleans, never a directory nobody knows about.
+        // Its volumes get their records and directories in the same transaction, so a
+        // concurrent `volume rm` either runs before (and the volume is made anew) or sees
+        // the container and refuses.
+        let volumes = self.root.join("volumes");
         let mut attempt = 0;
         loop {
-            match self.db.insert(&rec) {
-                Err(DbError::NameInUse { .. }) if req.name.is_none() && attempt < 20 => {
+            let r = self.db.insert_with(&rec, |tx| {
+                crate::volume::attach_records(tx, &volumes, &rec).map_err(EngineError::from)
+            });
+            match r {
+                Err(EngineError::Db(DbError::NameInUse { .. }))
+                    if req.name.is_none() && attempt < 20 =>
+                {
                     attempt += 1;
                     rec.name = names::random_name(attempt);
                 }
@@ -138,15 +147,6 @@ impl Engine {
         let dir = self.container_dir(&id);
         for d in [dir.join("rootfs"), dir.join("upper"), dir.join("work")] {
             fs::create_dir_all(&d).map_err(io_err(format!("create `{}`", d.display())))?;
-        }
-        for m in rec
-            .host_config
-            .mounts
-            .iter()
-            .filter(|m| m.r#type == "volume")
-        {
-            let p = self.volume_path(&m.source);
-            fs::create_dir_all(&p).map_err(io_err(format!("create volume `{}`", p.display())))?;
         }
         crate::trace::mark("created");
         Ok(rec)

@@ -39,7 +39,7 @@ pub enum DbError {
     Removing(String),
 }
 
-fn q(op: &'static str) -> impl FnOnce(rusqlite::Error) -> DbError {
+pub(crate) fn q(op: &'static str) -> impl FnOnce(rusqlite::Error) -> DbError {
     move |source| DbError::Query { op, source }
 }
 
@@ -56,6 +56,13 @@ const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS containers (
     name TEXT NOT NULL UNIQUE,
     created TEXT NOT NULL,
     record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS volumes (
+    name TEXT PRIMARY KEY,
+    created TEXT NOT NULL,
+    anonymous INTEGER NOT NULL DEFAULT 0,
+    labels TEXT NOT NULL DEFAULT '{}',
+    populated INTEGER NOT NULL DEFAULT 0
 );";
 
 impl Db {
@@ -108,7 +115,18 @@ impl Db {
     }
 
     /// Adds a new container; fails if its name is taken.
+    #[cfg(test)]
     pub fn insert(&mut self, rec: &ContainerRecord) -> Result<(), DbError> {
+        self.insert_with(rec, |_| Ok(()))
+    }
+
+    /// Adds a new container and runs `also` in the same transaction (the container's
+    /// volumes get their records there); nothing is committed if either fails.
+    pub(crate) fn insert_with<E: From<DbError>>(
+        &mut self,
+        rec: &ContainerRecord,
+        also: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<(), E>,
+    ) -> Result<(), E> {
         let tx = self
             .conn()?
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -117,14 +135,38 @@ impl Db {
             return Err(DbError::NameInUse {
                 name: rec.name.clone(),
                 id,
-            });
+            }
+            .into());
         }
         tx.execute(
             "INSERT INTO containers (id, name, created, record) VALUES (?1, ?2, ?3, ?4)",
             params![rec.id, rec.name, rec.created, to_json(rec)],
         )
         .map_err(q("insert container"))?;
-        tx.commit().map_err(q("commit"))
+        also(&tx)?;
+        Ok(tx.commit().map_err(q("commit"))?)
+    }
+
+    /// Runs `f` in a write transaction (`BEGIN IMMEDIATE`), committing if it succeeds.
+    pub(crate) fn write<T, E: From<DbError>>(
+        &mut self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx = self
+            .conn()?
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(q("begin"))?;
+        let v = f(&tx)?;
+        tx.commit().map_err(q("commit"))?;
+        Ok(v)
+    }
+
+    /// Runs `f` on the connection (reads; each statement sees a consistent snapshot).
+    pub(crate) fn read<T, E: From<DbError>>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        f(self.conn()?)
     }
 
     /// Finds a container by full id, name or unique id prefix.

@@ -9,6 +9,7 @@
 
 mod container;
 mod copy;
+mod copyup;
 mod db;
 mod exec;
 mod inspect;
@@ -25,11 +26,13 @@ mod sys;
 mod time;
 pub mod trace;
 mod user;
+mod volume;
 
 use std::io;
 
 pub use berth_net;
 pub use container::{Attached, CreateRequest, Engine};
+pub use copyup::CopyUpError;
 pub use db::DbError;
 pub use exec::ExecRequest;
 pub use logs::{LogEntry, LogFilter, filter as filter_logs, read_entries as read_log};
@@ -46,6 +49,7 @@ pub use time::{
     format as format_time, human as human_duration, now as now_time, parse as parse_time,
 };
 pub use user::UserError;
+pub use volume::{ANONYMOUS_LABEL, Volume, VolumeError};
 
 /// Why an engine operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +68,10 @@ pub enum EngineError {
     User(#[from] UserError),
     #[error(transparent)]
     Network(#[from] network::NetworkError),
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error(transparent)]
+    CopyUp(#[from] CopyUpError),
     #[error("{op}")]
     Io { op: String, source: io::Error },
     #[error("container {0} is not running")]

@@ -317,15 +317,17 @@ impl Engine {
         crate::network::release(self, &rec.id);
         prepare::unmount(self, &rec.id)?;
         let retired = self.retire(&self.container_dir(&rec.id))?;
-        if volumes {
-            for m in rec.host_config.mounts.iter().filter(|m| m.anonymous) {
-                let _ = fs::remove_dir_all(self.root.join("volumes").join(&m.source));
-            }
-        }
         if let Ok(digest) = rec.image_id.parse::<berth_image::Digest>() {
             let _ = self.image_store()?.release(&digest, &rec.id);
         }
         self.db.remove(&rec.id)?;
+        if volumes {
+            // After the record is gone, so the volumes are no longer in use by it; one
+            // that another container mounts too stays.
+            for m in rec.host_config.mounts.iter().filter(|m| m.anonymous) {
+                let _ = self.volume_remove(&m.source, true);
+            }
+        }
         Ok((rec.id, retired))
     }
 

@@ -171,6 +171,7 @@ impl Monitor {
         }
         prepare::rootfs(&self.engine, &rec)?;
         crate::trace::mark("monitor: rootfs mounted");
+        self.engine.copy_up_volumes(&rec)?;
         let rootfs = self.engine.container_dir(&self.id).join("rootfs");
         prepare::check_executable(&rootfs, &argv[0], &rec.config.env)?;
         let spec = prepare::spec(&mut self.engine, &rec, &argv)?;
