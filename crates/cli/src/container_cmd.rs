@@ -54,6 +54,10 @@ pub(crate) enum TopCommand {
     /// List port mappings of a container.
     Port { container: String },
     /// Copy files/folders between a container and the local filesystem.
+    ///
+    /// Use '-' as the source to read a tar archive from stdin and extract it to a
+    /// directory destination in a container. Use '-' as the destination to stream a tar
+    /// archive of a container source to stdout.
     Cp { src: String, dst: String },
     /// Export a container's filesystem as a tar archive.
     Export {
@@ -446,6 +450,15 @@ fn copy(e: &mut Engine, src: &str, dst: &str) -> Result<()> {
         (!c.is_empty() && !c.contains('/')).then(|| (c.to_string(), p.to_string()))
     };
     match (container_side(src), container_side(dst)) {
+        // `-`: a tar stream on stdout or from stdin, as Docker's.
+        (Some((c, p)), None) if dst == "-" => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            e.copy_out_tar(&c, &p, &mut out)?;
+            Ok(std::io::Write::flush(&mut out)?)
+        }
+        (None, Some((c, p))) if src == "-" => {
+            Ok(e.copy_in_tar(&c, &mut std::io::stdin().lock(), &p)?)
+        }
         (Some((c, p)), None) => Ok(e.copy_out(&c, &p, std::path::Path::new(dst))?),
         (None, Some((c, p))) => Ok(e.copy_in(&c, std::path::Path::new(src), &p)?),
         (Some(_), Some(_)) => bail!("copying between containers is not supported"),

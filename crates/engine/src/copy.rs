@@ -18,6 +18,9 @@ use nix::sys::stat::{Mode, SFlag, fstat, mkdirat};
 use crate::container::Engine;
 use crate::{EngineError, prepare};
 
+mod stream;
+pub use stream::CopyStreamError;
+
 fn nix_err(op: String) -> impl FnOnce(nix::Error) -> EngineError {
     move |e| crate::io_err(op)(io::Error::from(e))
 }
@@ -216,6 +219,39 @@ impl Engine {
 }
 
 impl Engine {
+    /// `cp CONTAINER:SRC -`: SRC as a tar stream on `out`, its last path element as the
+    /// top entry (`.` for the root).
+    pub fn copy_out_tar(
+        &mut self,
+        key: &str,
+        src: &str,
+        out: &mut dyn io::Write,
+    ) -> Result<(), EngineError> {
+        self.with_rootfs(key, |root| {
+            let fd = in_root(root, src, OFlag::O_RDONLY)?;
+            let top = split(src).1;
+            let top = if top.as_os_str().is_empty() {
+                OsStr::new(".")
+            } else {
+                top.as_os_str()
+            };
+            Ok(stream::write_tar(fd, top, src, out)?)
+        })
+    }
+
+    /// `cp - CONTAINER:DIR`: extracts the tar stream `input` into the directory DIR.
+    pub fn copy_in_tar(
+        &mut self,
+        key: &str,
+        input: &mut dyn io::Read,
+        dst: &str,
+    ) -> Result<(), EngineError> {
+        self.with_rootfs(key, |root| {
+            let dir = in_root(root, dst, OFlag::O_RDONLY)?;
+            Ok(stream::extract_tar(&dir, dst, input)?)
+        })
+    }
+
     /// `export`: the container's filesystem as a tar stream. Links are stored as links
     /// (never followed), so nothing outside the rootfs is read.
     pub fn export(&mut self, key: &str, out: &mut dyn io::Write) -> Result<(), EngineError> {

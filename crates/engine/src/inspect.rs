@@ -45,6 +45,14 @@ impl Engine {
         } else {
             &rec.host_config.network_mode
         });
+        let exposed: Option<serde_json::Map<String, Value>> =
+            (!rec.config.exposed_ports.is_empty()).then(|| {
+                rec.config
+                    .exposed_ports
+                    .iter()
+                    .map(|k| (k.clone(), json!({})))
+                    .collect()
+            });
         json!({
             "Id": rec.id,
             "Created": rec.created,
@@ -73,6 +81,7 @@ impl Engine {
             "Driver": "overlay",
             "HostConfig": host,
             "Mounts": mounts,
+            "NetworkSettings": self.network_settings(rec),
             "Config": {
                 "Hostname": rec.config.hostname,
                 "User": rec.config.user,
@@ -86,6 +95,7 @@ impl Engine {
                 "Image": rec.config.image,
                 "StopSignal": rec.config.stop_signal,
                 "StopTimeout": rec.config.stop_timeout,
+                "ExposedPorts": exposed,
             },
         })
     }

@@ -29,6 +29,7 @@ use std::io;
 
 pub use berth_net;
 pub use container::{Attached, CreateRequest, Engine};
+pub use copy::CopyStreamError;
 pub use db::DbError;
 pub use exec::ExecRequest;
 pub use logs::{LogEntry, LogFilter, filter as filter_logs, read_entries as read_log};
@@ -63,6 +64,8 @@ pub enum EngineError {
     User(#[from] UserError),
     #[error(transparent)]
     Network(#[from] network::NetworkError),
+    #[error(transparent)]
+    CopyStream(#[from] copy::CopyStreamError),
     #[error("{op}")]
     Io { op: String, source: io::Error },
     #[error("container {0} is not running")]

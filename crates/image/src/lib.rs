@@ -36,4 +36,4 @@ pub use rootfs::{
     OverlayApi, RootfsError, mount_rootfs, mount_rootfs_opts, mount_rootfs_with, unmount_rootfs,
 };
 pub use store::{Image, ImageRecord, LayerRecord, Store, StoreError, StoreLock, TempDir};
-pub use unpack::{UnpackError, UnpackOptions, unpack_layer};
+pub use unpack::{UnpackError, UnpackOptions, unpack_layer, unpack_tree_at};
