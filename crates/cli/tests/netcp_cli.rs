@@ -11,6 +11,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::os::unix::fs::MetadataExt;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -68,6 +69,8 @@ fn make_tar(entries: &[(&str, char, &str, u32)]) -> Result<Vec<u8>> {
         let mut h = tar::Header::new_gnu();
         h.set_mode(*mode);
         h.set_mtime(1_600_000_000);
+        h.set_uid(1234);
+        h.set_gid(5678);
         let body: &[u8] = match kind {
             'f' => data.as_bytes(),
             _ => b"",
@@ -166,6 +169,18 @@ fn cp_to_stdout_writes_a_tar_of_the_path() -> Result<()> {
     let o = env.berth(&["cp", &format!("{id}:/data/sub/b"), "-"]);
     let m = listing(&o.stdout)?;
     assert_eq!(entries(&m), [("b", 'f')]);
+    // A symlink is archived as itself; `-L` follows it (both in the tar and on the host).
+    let link = format!("{id}:/data/l");
+    let m = listing(&env.berth(&["cp", &link, "-"]).stdout)?;
+    assert_eq!(m["l"], ('l', "a".to_string()));
+    let m = listing(&env.berth(&["cp", "-L", &link, "-"]).stdout)?;
+    assert_eq!(m["l"], ('f', "one\n".to_string()));
+    let host = tempfile::Builder::new().prefix("berth-netcp-out-").tempdir()?;
+    env.ok(&["cp", &link, &host.path().to_string_lossy()])?;
+    assert_eq!(fs::read_link(host.path().join("l"))?.to_string_lossy(), "a");
+    let followed = host.path().join("followed");
+    env.ok(&["cp", "-L", &link, &followed.to_string_lossy()])?;
+    assert_eq!(fs::read_to_string(&followed)?, "one\n");
     // A missing path fails like Docker's, with nothing on stdout.
     let o = env.berth(&["cp", &format!("{id}:/nope"), "-"]);
     assert_eq!(o.status.code(), Some(125), "{}", err(&o));
@@ -203,6 +218,14 @@ fn cp_from_stdin_extracts_and_round_trips() -> Result<()> {
          stat -c '%a %h' /dst/top /dst/top/f",
     ])?;
     assert_eq!(shown, "hello\ng\nplain\nf\n750 3\n604 2\n", "{shown}");
+    // Owned by root as Docker's; `-a` keeps the archive's owners.
+    let owners = |p: &str| env.ok(&["exec", &id, "stat", "-c", "%u:%g", p]);
+    assert_eq!(owners("/dst/top/f")?, "0:0\n");
+    env.ok(&["exec", &id, "mkdir", "/keep"])?;
+    let o = berth_stdin(&env, &["cp", "-a", "-", &format!("{id}:/keep")], &input)?;
+    ensure!(o.status.success(), "cp -a -: {}", err(&o));
+    assert_eq!(owners("/keep/top/f")?, "1234:5678\n");
+    assert_eq!(owners("/keep/top")?, "1234:5678\n");
     // And back out: the same names and contents.
     let o = env.berth(&["cp", &format!("{id}:/dst/top"), "-"]);
     ensure!(o.status.success(), "cp out: {}", err(&o));
@@ -216,6 +239,29 @@ fn cp_from_stdin_extracts_and_round_trips() -> Result<()> {
     for k in ["top/f", "top/deep/er/g", "top/link", "top/.wh.kept"] {
         assert_eq!(want[k], got[k], "{k}");
     }
+    // Plain `cp -a` both ways keeps owners too; without it the copy is the caller's.
+    let host = tempfile::Builder::new()
+        .prefix("berth-netcp-host-")
+        .tempdir()?;
+    let f = host.path().join("owned");
+    fs::write(&f, "o\n")?;
+    std::os::unix::fs::chown(&f, Some(4321), Some(8765))?;
+    let fs_ = f.to_string_lossy().into_owned();
+    env.ok(&["cp", "-a", &fs_, &format!("{id}:/dst/owned-a")])?;
+    env.ok(&["cp", &fs_, &format!("{id}:/dst/owned")])?;
+    assert_eq!(owners("/dst/owned-a")?, "4321:8765\n");
+    assert_eq!(owners("/dst/owned")?, "0:0\n");
+    let back = host.path().join("back");
+    env.ok(&[
+        "cp",
+        "-a",
+        &format!("{id}:/keep/top"),
+        &back.to_string_lossy(),
+    ])?;
+    let md = fs::symlink_metadata(back.join("f"))?;
+    assert_eq!((md.uid(), md.gid()), (1234, 5678));
+    let md = fs::symlink_metadata(back.join("link"))?;
+    assert_eq!((md.uid(), md.gid()), (1234, 5678));
     // Also into a stopped container; a file as the destination is refused.
     env.ok(&["stop", "-t", "1", &id])?;
     let more = make_tar(&[("later", 'f', "x\n", 0o644)])?;

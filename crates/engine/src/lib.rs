@@ -29,7 +29,7 @@ use std::io;
 
 pub use berth_net;
 pub use container::{Attached, CreateRequest, Engine};
-pub use copy::CopyStreamError;
+pub use copy::{CopyOptions, CopyStreamError};
 pub use db::DbError;
 pub use exec::ExecRequest;
 pub use logs::{LogEntry, LogFilter, filter as filter_logs, read_entries as read_log};

@@ -64,21 +64,28 @@ pub(super) fn write_tar(
     })
 }
 
-/// Extracts `input` below the directory `dir` (the container path `shown`).
+/// Extracts `input` below the directory `dir` (the container path `shown`), with the
+/// archive's owners if `archive`.
 pub(super) fn extract_tar(
     dir: &OwnedFd,
     shown: &str,
     input: &mut dyn Read,
+    archive: bool,
 ) -> Result<(), CopyStreamError> {
     if file_type(&fstat(dir).map_err(|e| read_err(shown, e))?) != SFlag::S_IFDIR {
         return Err(CopyStreamError::NotDirectory(shown.to_string()));
     }
-    berth_image::unpack_tree_at(input, dir.as_fd(), berth_image::UnpackOptions::default()).map_err(
-        |source| CopyStreamError::Extract {
-            path: shown.to_string(),
-            source,
+    berth_image::unpack_tree_at(
+        input,
+        dir.as_fd(),
+        berth_image::UnpackOptions {
+            preserve_owner: archive,
         },
     )
+    .map_err(|source| CopyStreamError::Extract {
+        path: shown.to_string(),
+        source,
+    })
 }
 
 fn read_err(path: &str, e: nix::Error) -> CopyStreamError {
@@ -122,6 +129,14 @@ impl TarWriter<'_> {
         match file_type(st) {
             SFlag::S_IFDIR => self.append_dir(fd, st, name),
             SFlag::S_IFREG => self.append_file(fd, st, name),
+            // The source itself, when it is a link and `-L` was not given.
+            SFlag::S_IFLNK => {
+                let target = readlinkat(&fd, "").map_err(|e| self.read_err(name.into(), e))?;
+                let mut h = header_of(st, EntryType::Symlink, 0);
+                self.builder
+                    .append_link(&mut h, name, target)
+                    .map_err(|e| self.write_err(e))
+            }
             _ => Ok(()),
         }
     }
