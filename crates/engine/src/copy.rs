@@ -58,7 +58,8 @@ fn open_source(root: &OwnedFd, src: &str, follow: bool) -> Result<OwnedFd, Engin
             return Ok(fd);
         }
     }
-    in_root(root, src, OFlag::O_RDONLY)
+    // Non-blocking: a FIFO must not wait for a writer (nor a device for its hardware).
+    in_root(root, src, OFlag::O_RDONLY | OFlag::O_NONBLOCK)
 }
 
 /// The symlink open at `fd` (`O_PATH`) as a symlink at the host path `dst`.
@@ -361,7 +362,7 @@ impl Engine {
         opts: &CopyOptions,
     ) -> Result<(), EngineError> {
         self.with_rootfs(key, |root| {
-            let dir = in_root(root, dst, OFlag::O_RDONLY)?;
+            let dir = in_root(root, dst, OFlag::O_PATH)?;
             Ok(stream::extract_tar(&dir, dst, input, opts.archive)?)
         })
     }

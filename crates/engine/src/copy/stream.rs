@@ -132,11 +132,10 @@ impl TarWriter<'_> {
             // The source itself, when it is a link and `-L` was not given.
             SFlag::S_IFLNK => {
                 let target = readlinkat(&fd, "").map_err(|e| self.read_err(name.into(), e))?;
-                let mut h = header_of(st, EntryType::Symlink, 0);
-                self.builder
-                    .append_link(&mut h, name, target)
-                    .map_err(|e| self.write_err(e))
+                self.append_symlink(st, name, target)
             }
+            SFlag::S_IFCHR | SFlag::S_IFBLK | SFlag::S_IFIFO => self.append_node(st, name),
+            // Sockets have no archive form (Docker skips them too).
             _ => Ok(()),
         }
     }
@@ -201,33 +200,44 @@ impl TarWriter<'_> {
             }
             SFlag::S_IFLNK => {
                 let target = readlinkat(dir, leaf).map_err(|e| self.read_err(name.into(), e))?;
-                let mut h = header_of(&st, EntryType::Symlink, 0);
-                self.builder
-                    .append_link(&mut h, name, target)
-                    .map_err(|e| self.write_err(e))
+                self.append_symlink(&st, name, target)
             }
-            SFlag::S_IFCHR | SFlag::S_IFBLK | SFlag::S_IFIFO => {
-                let ty = match kind {
-                    SFlag::S_IFCHR => EntryType::Char,
-                    SFlag::S_IFBLK => EntryType::Block,
-                    _ => EntryType::Fifo,
-                };
-                let mut h = header_of(&st, ty, 0);
-                if ty != EntryType::Fifo {
-                    let major = nix::sys::stat::major(st.st_rdev);
-                    let minor = nix::sys::stat::minor(st.st_rdev);
-                    h.set_device_major(u32::try_from(major).unwrap_or(0))
-                        .map_err(|e| self.write_err(e))?;
-                    h.set_device_minor(u32::try_from(minor).unwrap_or(0))
-                        .map_err(|e| self.write_err(e))?;
-                }
-                self.builder
-                    .append_data(&mut h, name, io::empty())
-                    .map_err(|e| self.write_err(e))
-            }
+            SFlag::S_IFCHR | SFlag::S_IFBLK | SFlag::S_IFIFO => self.append_node(&st, name),
             // Sockets have no archive form (Docker skips them too).
             _ => Ok(()),
         }
+    }
+
+    fn append_symlink(
+        &mut self,
+        st: &FileStat,
+        name: &Path,
+        target: OsString,
+    ) -> Result<(), CopyStreamError> {
+        let mut h = header_of(st, EntryType::Symlink, 0);
+        self.builder
+            .append_link(&mut h, name, target)
+            .map_err(|e| self.write_err(e))
+    }
+
+    /// A device node or FIFO: a header only.
+    fn append_node(&mut self, st: &FileStat, name: &Path) -> Result<(), CopyStreamError> {
+        let kind = file_type(st);
+        let ty = match kind {
+            SFlag::S_IFCHR => EntryType::Char,
+            SFlag::S_IFBLK => EntryType::Block,
+            _ => EntryType::Fifo,
+        };
+        let mut h = header_of(st, ty, 0);
+        if ty != EntryType::Fifo {
+            let major = u32::try_from(nix::sys::stat::major(st.st_rdev)).unwrap_or(0);
+            let minor = u32::try_from(nix::sys::stat::minor(st.st_rdev)).unwrap_or(0);
+            h.set_device_major(major).map_err(|e| self.write_err(e))?;
+            h.set_device_minor(minor).map_err(|e| self.write_err(e))?;
+        }
+        self.builder
+            .append_data(&mut h, name, io::empty())
+            .map_err(|e| self.write_err(e))
     }
 
     fn append_file(

@@ -14,10 +14,13 @@ struct Sources {
     /// The networks the container belongs to, by name, with their records if any.
     networks: Vec<(String, Option<Network>)>,
     attachments: Vec<Attachment>,
+    /// On bridge networks (ports can be published), not none/host/container:.
+    bridged: bool,
 }
 
 fn read_sources(engine: &Engine, rec: &ContainerRecord) -> Sources {
     let mode = parse_mode(&rec.host_config.network_mode).ok();
+    let bridged = matches!(mode, Some(NetworkMode::Bridge(_)));
     let names = match mode {
         Some(NetworkMode::None) => vec!["none".to_string()],
         Some(NetworkMode::Host) => vec!["host".to_string()],
@@ -42,6 +45,7 @@ fn read_sources(engine: &Engine, rec: &ContainerRecord) -> Sources {
     Sources {
         networks,
         attachments,
+        bridged,
     }
 }
 
@@ -140,7 +144,7 @@ impl Engine {
             "Bridge": "",
             "SandboxID": sandbox_id,
             "SandboxKey": sandbox_key,
-            "Ports": ports(rec, &published),
+            "Ports": if src.bridged { ports(rec, &published) } else { json!({}) },
             "HairpinMode": false,
             "LinkLocalIPv6Address": "",
             "LinkLocalIPv6PrefixLen": 0,
