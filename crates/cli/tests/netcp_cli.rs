@@ -505,6 +505,7 @@ fn inspect_shows_the_address_inside_the_container() -> Result<()> {
         .to_string();
     let f =
         |t: &str| -> Result<String> { Ok(env.ok(&["inspect", "-f", t, &id])?.trim().to_string()) };
+    assert_eq!(f("{{.HostConfig.NetworkMode}}")?, "bridge");
     let ip = f("{{.NetworkSettings.IPAddress}}")?;
     let ranged = f("{{range .NetworkSettings.Networks}}{{.IPAddress}}/{{.IPPrefixLen}}{{end}}")?;
     let inside = env.ok(&["exec", &id, "ip", "-4", "-o", "addr", "show", "eth0"])?;
