@@ -272,7 +272,16 @@ fn cp_from_stdin_extracts_and_round_trips() -> Result<()> {
     // Also into a stopped container; a file as the destination is refused.
     env.ok(&["stop", "-t", "1", &id])?;
     let more = make_tar(&[("later", 'f', "x\n", 0o644)])?;
-    let o = berth_stdin(&env, &["cp", "-", &format!("{id}:/dst")], &more)?;
+    // Compressed, as Docker accepts too.
+    let mut gz = Command::new("gzip")
+        .arg("-c")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()?;
+    gz.stdin.take().context("gzip stdin")?.write_all(&more)?;
+    let gzipped = gz.wait_with_output()?.stdout;
+    assert_eq!(&gzipped[..2], [0x1f, 0x8b]);
+    let o = berth_stdin(&env, &["cp", "-", &format!("{id}:/dst")], &gzipped)?;
     ensure!(o.status.success(), "cp - stopped: {}", err(&o));
     let o = berth_stdin(&env, &["cp", "-", &format!("{id}:/dst/later")], &more)?;
     assert_eq!(o.status.code(), Some(125));

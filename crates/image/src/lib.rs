@@ -24,7 +24,7 @@ pub use archive::{ArchiveError, load, save};
 pub use auth::{AuthFileError, AuthFiles, Credentials};
 pub use digest::{Digest, ParseDigestError};
 pub use import::{ImportError, import};
-pub use layer::{DEFAULT_MAX_LAYER_BYTES, LayerError};
+pub use layer::{DEFAULT_MAX_LAYER_BYTES, LayerError, decompressed};
 pub use manifest::{
     Descriptor, Index, Manifest, ManifestError, ParsePlatformError, Platform, PlatformJson,
     chain_ids,

@@ -34,6 +34,8 @@ pub enum CopyStreamError {
         #[source]
         source: io::Error,
     },
+    #[error("read the tar stream")]
+    ReadInput(#[source] io::Error),
     #[error("extraction point `{0}` is not a directory")]
     NotDirectory(String),
     #[error("extract the tar stream into `{path}` (nothing outside it was written)")]
@@ -75,6 +77,8 @@ pub(super) fn extract_tar(
     if file_type(&fstat(dir).map_err(|e| read_err(shown, e))?) != SFlag::S_IFDIR {
         return Err(CopyStreamError::NotDirectory(shown.to_string()));
     }
+    // Docker's accepts compressed archives too.
+    let input = berth_image::decompressed(input).map_err(CopyStreamError::ReadInput)?;
     berth_image::unpack_tree_at(
         input,
         dir.as_fd(),
