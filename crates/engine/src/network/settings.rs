@@ -26,7 +26,8 @@ fn read_sources(engine: &Engine, rec: &ContainerRecord) -> Sources {
         Some(NetworkMode::Host) => vec!["host".to_string()],
         _ => networks_of(rec).unwrap_or_default(),
     };
-    let store = store(engine).ok();
+    // Only bridge networks have records and leases (and inspect need not create the store).
+    let store = if bridged { store(engine).ok() } else { None };
     let known = store
         .as_ref()
         .and_then(|s| s.list().ok())
