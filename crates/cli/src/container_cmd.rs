@@ -54,7 +54,20 @@ pub(crate) enum TopCommand {
     /// List port mappings of a container.
     Port { container: String },
     /// Copy files/folders between a container and the local filesystem.
-    Cp { src: String, dst: String },
+    ///
+    /// Use '-' as the source to read a tar archive from stdin and extract it to a
+    /// directory destination in a container. Use '-' as the destination to stream a tar
+    /// archive of a container source to stdout.
+    Cp {
+        /// Archive mode (copy all uid/gid information).
+        #[arg(short, long)]
+        archive: bool,
+        /// Always follow symbol link in SRC_PATH.
+        #[arg(short = 'L', long)]
+        follow_link: bool,
+        src: String,
+        dst: String,
+    },
     /// Export a container's filesystem as a tar archive.
     Export {
         /// Write to a file, instead of STDOUT.
@@ -277,7 +290,18 @@ pub(crate) fn run_top(g: &Globals, c: TopCommand) -> Result<()> {
         }),
         TopCommand::Rename { old, new } => Ok(e.rename(&old, &new)?),
         TopCommand::Top { container } => ps_fmt::top(&mut e, &container),
-        TopCommand::Cp { src, dst } => copy(&mut e, &src, &dst),
+        TopCommand::Cp {
+            archive,
+            follow_link,
+            src,
+            dst,
+        } => {
+            let opts = berth_engine::CopyOptions {
+                archive,
+                follow_link,
+            };
+            copy(&mut e, &src, &dst, &opts)
+        }
         TopCommand::Export { output, container } => {
             crate::show_cmd::export(&mut e, output.as_deref(), &container)
         }
@@ -440,14 +464,23 @@ fn exec(e: &mut Engine, a: &ExecArgs) -> Result<()> {
 }
 
 /// `cp`: exactly one side names a container as `NAME:PATH`.
-fn copy(e: &mut Engine, src: &str, dst: &str) -> Result<()> {
+fn copy(e: &mut Engine, src: &str, dst: &str, opts: &berth_engine::CopyOptions) -> Result<()> {
     let container_side = |s: &str| -> Option<(String, String)> {
         let (c, p) = s.split_once(':')?;
         (!c.is_empty() && !c.contains('/')).then(|| (c.to_string(), p.to_string()))
     };
     match (container_side(src), container_side(dst)) {
-        (Some((c, p)), None) => Ok(e.copy_out(&c, &p, std::path::Path::new(dst))?),
-        (None, Some((c, p))) => Ok(e.copy_in(&c, std::path::Path::new(src), &p)?),
+        // `-`: a tar stream on stdout or from stdin, as Docker's.
+        (Some((c, p)), None) if dst == "-" => {
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            e.copy_out_tar(&c, &p, &mut out, opts)?;
+            Ok(std::io::Write::flush(&mut out)?)
+        }
+        (None, Some((c, p))) if src == "-" => {
+            Ok(e.copy_in_tar(&c, &mut std::io::stdin().lock(), &p, opts)?)
+        }
+        (Some((c, p)), None) => Ok(e.copy_out(&c, &p, std::path::Path::new(dst), opts)?),
+        (None, Some((c, p))) => Ok(e.copy_in(&c, std::path::Path::new(src), &p, opts)?),
         (Some(_), Some(_)) => bail!("copying between containers is not supported"),
         (None, None) => bail!("must specify at least one container source"),
     }

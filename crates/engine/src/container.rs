@@ -121,6 +121,14 @@ impl Engine {
             state: State::default(),
         };
         add_image_volumes(&mut rec);
+        let image_ports = image
+            .config
+            .config()
+            .as_ref()
+            .and_then(|c| c.exposed_ports().clone())
+            .unwrap_or_default();
+        rec.config.exposed_ports =
+            crate::network::expose_ports(&mut rec.host_config.net, &image_ports)?;
         // The record first: a crash after this leaves a `Created` container that `rm`
         // cleans, never a directory nobody knows about.
         // Its volumes get their records and directories in the same transaction, so a
@@ -295,6 +303,7 @@ fn merge_config(
         stop_timeout: req.stop_timeout,
         image: req.image.clone(),
         volumes: ic.volumes().clone().unwrap_or_default(),
+        exposed_ports: Vec::new(),
     }
 }
 

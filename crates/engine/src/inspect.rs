@@ -11,25 +11,7 @@ impl Engine {
     pub fn inspect_value(&self, rec: &ContainerRecord) -> Value {
         let st = &rec.state;
         let argv = rec.argv();
-        let mounts: Vec<Value> = rec
-            .host_config
-            .mounts
-            .iter()
-            .map(|m| {
-                let source = if m.r#type == "volume" {
-                    self.volume_path(&m.source).to_string_lossy().into_owned()
-                } else {
-                    m.source.clone()
-                };
-                json!({
-                    "Type": m.r#type,
-                    "Name": if m.r#type == "volume" { m.source.clone() } else { String::new() },
-                    "Source": source,
-                    "Destination": m.destination,
-                    "RW": !m.read_only,
-                })
-            })
-            .collect();
+        let mounts = self.mounts_json(rec);
         let zero = "0001-01-01T00:00:00Z";
         let or_zero = |s: &str| {
             if s.is_empty() {
@@ -40,8 +22,9 @@ impl Engine {
         };
         let mut host = serde_json::to_value(&rec.host_config).unwrap_or_default();
         host["AutoRemove"] = json!(rec.host_config.auto_remove);
+        // An empty mode is the default network (the record predates `--network`).
         host["NetworkMode"] = json!(if rec.host_config.network_mode.is_empty() {
-            "none"
+            crate::network::DEFAULT_NETWORK
         } else {
             &rec.host_config.network_mode
         });
@@ -73,6 +56,7 @@ impl Engine {
             "Driver": "overlay",
             "HostConfig": host,
             "Mounts": mounts,
+            "NetworkSettings": self.network_settings(rec),
             "Config": {
                 "Hostname": rec.config.hostname,
                 "User": rec.config.user,
@@ -86,7 +70,39 @@ impl Engine {
                 "Image": rec.config.image,
                 "StopSignal": rec.config.stop_signal,
                 "StopTimeout": rec.config.stop_timeout,
+                "ExposedPorts": exposed_ports(rec),
             },
         })
     }
+
+    /// `Mounts`: volumes with their host path and name.
+    fn mounts_json(&self, rec: &ContainerRecord) -> Vec<Value> {
+        rec.host_config
+            .mounts
+            .iter()
+            .map(|m| {
+                let source = if m.r#type == "volume" {
+                    self.volume_path(&m.source).to_string_lossy().into_owned()
+                } else {
+                    m.source.clone()
+                };
+                json!({
+                    "Type": m.r#type,
+                    "Name": if m.r#type == "volume" { m.source.clone() } else { String::new() },
+                    "Source": source,
+                    "Destination": m.destination,
+                    "RW": !m.read_only,
+                })
+            })
+            .collect()
+    }
+}
+
+/// `Config.ExposedPorts`: `{"80/tcp": {}}`, or null when there are none.
+fn exposed_ports(rec: &ContainerRecord) -> Value {
+    if rec.config.exposed_ports.is_empty() {
+        return Value::Null;
+    }
+    let keys = rec.config.exposed_ports.iter();
+    Value::Object(keys.map(|k| (k.clone(), json!({}))).collect())
 }

@@ -33,6 +33,7 @@ use std::io;
 pub use berth_net;
 pub use container::{Attached, CreateRequest, Engine};
 pub use copyup::CopyUpError;
+pub use copy::{CopyOptions, CopyStreamError};
 pub use db::DbError;
 pub use exec::ExecRequest;
 pub use logs::{LogEntry, LogFilter, filter as filter_logs, read_entries as read_log};
@@ -72,6 +73,8 @@ pub enum EngineError {
     Volume(#[from] VolumeError),
     #[error(transparent)]
     CopyUp(#[from] CopyUpError),
+    #[error(transparent)]
+    CopyStream(#[from] copy::CopyStreamError),
     #[error("{op}")]
     Io { op: String, source: io::Error },
     #[error("container {0} is not running")]

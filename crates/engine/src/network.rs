@@ -137,13 +137,16 @@ pub struct NetOptions {
     pub dns: Vec<IpAddr>,
     /// `-p` and `-P`, host ports already chosen.
     pub ports: Vec<PortMapping>,
-    /// `--expose` (metadata; `-P` publishes these).
+    /// `--expose`, as `PORT/PROTO` (`-P` publishes these and the image's).
     pub expose: Vec<String>,
+    /// `-P`: publish every exposed port (done at `create`, once the image is known).
+    pub publish_all: bool,
     /// Networks joined with `network connect`, attached again on every start.
     pub connected: Vec<String>,
 }
 
 mod flags;
+pub(crate) use flags::expose_ports;
 use flags::parse_add_host;
 pub use flags::{NetFlags, parse_publish};
 
@@ -496,6 +499,8 @@ mod dns;
 
 mod gc;
 
+mod settings;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -552,11 +557,29 @@ mod tests {
             expose: vec!["80".into(), "53/udp".into()],
             ..Default::default()
         };
-        let o = f.resolve().unwrap();
+        let mut o = f.resolve().unwrap();
         assert_eq!(o.ip, Some(Ipv4Addr::new(10, 1, 0, 5)));
-        // 80/tcp is published already; -P adds 53/udp only.
-        assert_eq!(o.ports.len(), 2);
-        assert_eq!(o.ports[1].protocol, Protocol::Udp);
+        assert_eq!(o.expose, ["80/tcp", "53/udp"]);
+        assert_eq!(o.ports.len(), 1);
+        // At create, with the image's ports: 80/tcp is published already, -P adds the
+        // image's 8080/tcp and 53/udp; a bad image key is skipped.
+        let image = ["8080/tcp".to_string(), "80/tcp".into(), "x/tcp".into()];
+        let keys = expose_ports(&mut o, &image).unwrap();
+        assert_eq!(keys, ["8080/tcp", "80/tcp", "53/udp"]);
+        assert_eq!(o.ports.len(), 3);
+        assert_eq!(
+            (o.ports[1].container_port, o.ports[2].protocol),
+            (8080, Protocol::Udp)
+        );
+        assert!(
+            o.ports
+                .iter()
+                .all(|m| m.host_ip.is_none() && m.host_port > 0)
+        );
+        o.publish_all = false;
+        o.ports.truncate(1);
+        expose_ports(&mut o, &image).unwrap();
+        assert_eq!(o.ports.len(), 1);
         let e = parse_add_host("db:x").unwrap_err();
         assert!(e.to_string().contains("--add-host"), "{e}");
         assert!(

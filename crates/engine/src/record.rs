@@ -23,6 +23,9 @@ pub struct Config {
     pub image: String,
     /// Mount points the image declares (`VOLUME`); each gets an anonymous volume.
     pub volumes: Vec<String>,
+    /// The image's `ExposedPorts` and `--expose`, as `PORT/PROTO`.
+    #[serde(default)]
+    pub exposed_ports: Vec<String>,
 }
 
 /// A restart policy, as Docker's `--restart`.

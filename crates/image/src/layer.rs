@@ -122,6 +122,12 @@ fn decompress<'a, R: BufRead + 'a>(mut r: R) -> io::Result<(Box<dyn Read + 'a>, 
     }
 }
 
+/// `reader` decompressed as its first bytes call for (gzip, zstd or plain tar), for tar
+/// streams that are not layers (`cp -`).
+pub fn decompressed<'a, R: Read + 'a>(reader: R) -> io::Result<Box<dyn Read + 'a>> {
+    decompress(io::BufReader::new(reader)).map(|(r, _)| r)
+}
+
 /// Ingest one layer from `reader` (compressed or not) into the store and return its record.
 /// Nothing becomes visible unless every digest matches.
 pub(crate) fn ingest_layer<R: Read>(

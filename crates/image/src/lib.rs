@@ -24,7 +24,7 @@ pub use archive::{ArchiveError, load, save};
 pub use auth::{AuthFileError, AuthFiles, Credentials};
 pub use digest::{Digest, ParseDigestError};
 pub use import::{ImportError, import};
-pub use layer::{DEFAULT_MAX_LAYER_BYTES, LayerError};
+pub use layer::{DEFAULT_MAX_LAYER_BYTES, LayerError, decompressed};
 pub use manifest::{
     Descriptor, Index, Manifest, ManifestError, ParsePlatformError, Platform, PlatformJson,
     chain_ids,
@@ -36,4 +36,4 @@ pub use rootfs::{
     OverlayApi, RootfsError, mount_rootfs, mount_rootfs_opts, mount_rootfs_with, unmount_rootfs,
 };
 pub use store::{Image, ImageRecord, LayerRecord, Store, StoreError, StoreLock, TempDir};
-pub use unpack::{UnpackError, UnpackOptions, unpack_layer};
+pub use unpack::{UnpackError, UnpackOptions, unpack_layer, unpack_tree_at};

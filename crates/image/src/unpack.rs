@@ -1,7 +1,9 @@
-//! Safe extraction of one layer tar stream into an empty directory, with overlayfs
+//! Safe extraction of a layer tar stream into an empty directory, with overlayfs
 //! whiteouts. The `tar` crate only parses; every file is created relative to a directory
 //! fd that was opened without following symlinks (openat2 `RESOLVE_BENEATH |
 //! RESOLVE_NO_SYMLINKS`, `O_NOFOLLOW`), so no entry can reach outside the layer directory.
+//! The same extractor unpacks plain trees into a directory that has content already
+//! (`cp -` into a container, [`unpack_tree_at`]): whiteouts off, same path rules.
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
@@ -33,10 +35,10 @@ impl Default for UnpackOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
     /// The tar stream (or the decompressor or network under it) failed.
-    #[error("read layer tar stream")]
+    #[error("read tar stream")]
     Read(#[source] io::Error),
     /// An entry's name is refused before anything is written.
-    #[error("layer entry `{name}`: {reason}")]
+    #[error("entry `{name}`: {reason}")]
     Refused {
         /// The entry name as in the archive.
         name: String,
@@ -44,7 +46,7 @@ pub enum UnpackError {
         reason: &'static str,
     },
     /// The PAX size header disagrees with the ustar size field.
-    #[error("layer entry `{name}`: pax size {pax} disagrees with header size {header}")]
+    #[error("entry `{name}`: pax size {pax} disagrees with header size {header}")]
     SizeDifferential {
         /// The entry name.
         name: String,
@@ -54,7 +56,7 @@ pub enum UnpackError {
         header: u64,
     },
     /// A syscall on an entry failed.
-    #[error("{op} layer entry `{name}`")]
+    #[error("{op} entry `{name}`")]
     Entry {
         /// What was being done.
         op: &'static str,
@@ -65,7 +67,7 @@ pub enum UnpackError {
         source: io::Error,
     },
     /// Opening the target directory failed.
-    #[error("open layer directory `{path}`")]
+    #[error("open directory `{path}`")]
     OpenRoot {
         /// The directory.
         path: PathBuf,
@@ -142,6 +144,8 @@ struct Unpacker {
     dirs: Vec<(PathBuf, sys::Time)>,
     /// Copy buffer, allocated once per layer.
     buf: Vec<u8>,
+    /// Turn `.wh.` entries into overlayfs whiteouts (layers); plain trees keep the names.
+    whiteouts: bool,
 }
 
 /// Unpack the tar stream `reader` into `dir` (which should be empty), turning `.wh.`
@@ -158,12 +162,40 @@ pub fn unpack_layer<R: Read>(
     let path = sys::cstr(dir.as_os_str().as_bytes()).map_err(root_err)?;
     let cwd = sys::cwd();
     let root = sys::openat(cwd, &path, libc::O_PATH | libc::O_DIRECTORY, 0).map_err(root_err)?;
+    unpack_into(reader, root, opts, true)
+}
+
+/// Unpack a plain tar stream (as `cp -` gets it) below the directory `dir`, which may hold
+/// files already: entries replace what they name, `.wh.` names are ordinary files, and
+/// every path is still resolved beneath `dir` without following any symlink, so neither
+/// the archive nor what `dir` holds can make an entry land outside it.
+pub fn unpack_tree_at<R: Read>(
+    reader: R,
+    dir: BorrowedFd<'_>,
+    opts: UnpackOptions,
+) -> Result<(), UnpackError> {
+    let root = dir
+        .try_clone_to_owned()
+        .map_err(|source| UnpackError::OpenRoot {
+            path: PathBuf::from("."),
+            source,
+        })?;
+    unpack_into(reader, root, opts, false)
+}
+
+fn unpack_into<R: Read>(
+    reader: R,
+    root: OwnedFd,
+    opts: UnpackOptions,
+    whiteouts: bool,
+) -> Result<(), UnpackError> {
     let mut u = Unpacker {
         root,
         opts,
         cached_parent: None,
         dirs: Vec::new(),
         buf: vec![0u8; 128 * 1024],
+        whiteouts,
     };
     let mut archive = tar::Archive::new(reader);
     for entry in archive.entries().map_err(UnpackError::Read)? {
@@ -258,7 +290,9 @@ impl Unpacker {
         };
         let parent = self.open_parent(&name)?;
         let leaf = sys::cstr(&last).map_err(entry_err("name", &name))?;
-        if let Some(target) = last.strip_prefix(WHITEOUT_PREFIX) {
+        if self.whiteouts
+            && let Some(target) = last.strip_prefix(WHITEOUT_PREFIX)
+        {
             return whiteout(parent.as_fd(), &last, target, &name);
         }
         match kind {
@@ -670,6 +704,30 @@ mod tests {
         ]);
         let err = unpack_layer(&tar[..], t.path(), OPTS).unwrap_err();
         assert!(err.to_string().contains("goes through a symlink"), "{err}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn trees_keep_wh_names_and_never_follow_existing_links() {
+        let t = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(t.path().join("old"), b"old").unwrap();
+        std::os::unix::fs::symlink(outside.path(), t.path().join("evil")).unwrap();
+        let dir = std::fs::File::open(t.path()).unwrap();
+        let tar = tar_of(&[
+            ("old", EntryType::Regular, "", b"new"),
+            (".wh.x", EntryType::Regular, "", b"plain"),
+        ]);
+        unpack_tree_at(&tar[..], dir.as_fd(), OPTS).unwrap();
+        assert_eq!(std::fs::read(t.path().join("old")).unwrap(), b"new");
+        assert_eq!(std::fs::read(t.path().join(".wh.x")).unwrap(), b"plain");
+        for name in ["evil/x", "./evil/x"] {
+            let tar = tar_of(&[(name, EntryType::Regular, "", b"x")]);
+            let err = unpack_tree_at(&tar[..], dir.as_fd(), OPTS).unwrap_err();
+            assert!(err.to_string().contains("goes through a symlink"), "{err}");
+        }
+        let tar = tar_of(&[("evil", EntryType::Directory, "", b"")]);
+        assert!(unpack_tree_at(&tar[..], dir.as_fd(), OPTS).is_err());
         assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 }

@@ -50,20 +50,10 @@ impl NetFlags {
         for p in &self.publish {
             ports.push(parse_publish(p)?);
         }
+        let mut expose = Vec::new();
         for e in &self.expose {
             let (port, proto) = parse_port_proto(e, "--expose")?;
-            if self.publish_all
-                && !ports
-                    .iter()
-                    .any(|m: &PortMapping| m.container_port == port && m.protocol == proto)
-            {
-                ports.push(PortMapping {
-                    host_ip: None,
-                    host_port: free_port(proto)?,
-                    container_port: port,
-                    protocol: proto,
-                });
-            }
+            expose.push(port_key(port, proto));
         }
         Ok(NetOptions {
             aliases: self.aliases.clone(),
@@ -71,10 +61,54 @@ impl NetFlags {
             extra_hosts: self.add_host.clone(),
             dns,
             ports,
-            expose: self.expose.clone(),
+            expose,
+            publish_all: self.publish_all,
             connected: Vec::new(),
         })
     }
+}
+
+/// Docker's `PORT/PROTO` key of an exposed port.
+fn port_key(port: u16, proto: Protocol) -> String {
+    let proto = match proto {
+        Protocol::Tcp => "tcp",
+        Protocol::Udp => "udp",
+    };
+    format!("{port}/{proto}")
+}
+
+/// The container's exposed ports, `--expose` merged into the image's `ExposedPorts`
+/// (keys as `PORT/PROTO`); with `-P` each one not published yet gets a free host port
+/// on every address, as Docker's. Keys the image gets wrong are skipped.
+pub(crate) fn expose_ports(
+    opts: &mut NetOptions,
+    image: &[String],
+) -> Result<Vec<String>, NetworkError> {
+    let mut all: Vec<(u16, Protocol)> = Vec::new();
+    for key in image.iter().chain(&opts.expose) {
+        if let Ok(p) = parse_port_proto(key, "--expose")
+            && !all.contains(&p)
+        {
+            all.push(p);
+        }
+    }
+    if opts.publish_all {
+        for &(port, proto) in &all {
+            let published = opts
+                .ports
+                .iter()
+                .any(|m| m.container_port == port && m.protocol == proto);
+            if !published {
+                opts.ports.push(PortMapping {
+                    host_ip: None,
+                    host_port: free_port(proto)?,
+                    container_port: port,
+                    protocol: proto,
+                });
+            }
+        }
+    }
+    Ok(all.into_iter().map(|(p, t)| port_key(p, t)).collect())
 }
 
 /// `name:ip` (Docker also accepts `name=ip`).
