@@ -154,6 +154,17 @@ impl Engine {
     /// monitor serves our stdio (stdin too if the container has `-i`) and reports the exit
     /// code to [`Attached::status`]; otherwise it detaches from us completely.
     pub fn start(&mut self, key: &str, attach: bool) -> Result<Attached, EngineError> {
+        self.start_monitor(key, if attach { "attach" } else { "detach" })
+    }
+
+    /// `start -a` (`stdin` false: our stdin is not read, the container's stays open for
+    /// `attach`) and `start -ai`/`start -i` (`stdin` true, as `start(key, true)`).
+    pub fn start_attached(&mut self, key: &str, stdin: bool) -> Result<Attached, EngineError> {
+        self.start_monitor(key, if stdin { "attach" } else { "attach-output" })
+    }
+
+    fn start_monitor(&mut self, key: &str, mode: &str) -> Result<Attached, EngineError> {
+        let attach = mode != "detach";
         let rec = self.get(key)?;
         if rec.is_active() {
             return Ok(Attached {
@@ -170,12 +181,12 @@ impl Engine {
         cmd.arg(&self.root)
             .arg(&self.runroot)
             .arg(&rec.id)
-            .arg(if attach { "attach" } else { "detach" });
+            .arg(mode);
         if !attach {
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
-        } else if !rec.config.open_stdin {
+        } else if !rec.config.open_stdin || mode != "attach" {
             cmd.stdin(Stdio::null());
         }
         sys::pass_status_fd(&mut cmd, &wr);

@@ -60,6 +60,7 @@ impl Engine {
         let _ = container::delete(&self.runtime_root(), &rec.id, true);
         crate::network::release(self, &rec.id);
         let _ = prepare::unmount(self, &rec.id);
+        self.remove_attach_dir(&rec.id);
         let was_running = rec.is_active();
         let r = self.db.update(&rec.id, |r| {
             if r.state.status == Status::Dead {
@@ -296,6 +297,7 @@ impl Engine {
         })?;
         crate::network::release(self, &rec.id);
         prepare::unmount(self, &rec.id)?;
+        self.remove_attach_dir(&rec.id);
         let dir = self.container_dir(&rec.id);
         if dir.exists() {
             fs::remove_dir_all(&dir)

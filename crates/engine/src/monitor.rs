@@ -1,4 +1,4 @@
-//! The per-container monitor (`berth-monitor ROOT RUNROOT ID attach|detach`): it mounts the
+//! The per-container monitor (`berth-monitor ROOT RUNROOT ID attach|attach-output|detach`): it mounts the
 //! rootfs, writes the spec, creates and starts the container through the runtime library,
 //! then holds its stdio or pty, writes the json-file log, records the exit code and time,
 //! and applies `--rm` and the restart policy. It is single-threaded (the runtime forks).
@@ -15,6 +15,7 @@ use std::time::Duration;
 use berth_runtime::container::{self, CreateOptions};
 use berth_runtime::foreground;
 
+use crate::attach::Hub;
 use crate::container::Engine;
 use crate::db::DbError;
 use crate::record::{ContainerRecord, Status};
@@ -24,6 +25,8 @@ use crate::{EngineError, prepare};
 /// How one run of the container ended.
 struct Ended {
     code: i32,
+    /// The attach socket, whose clients learn `code` once it is recorded.
+    hub: Option<Hub>,
 }
 
 struct Monitor {
@@ -31,6 +34,8 @@ struct Monitor {
     id: String,
     status: Option<File>,
     attach: bool,
+    /// Attached with stdin too (`run -i`, `start -ai`), not only stdout/stderr (`start -a`).
+    attach_stdin: bool,
     sigfd: OwnedFd,
 }
 
@@ -38,7 +43,7 @@ struct Monitor {
 pub fn monitor_main(args: &[String]) -> i32 {
     let status = crate::sys::take_status_fd();
     let [root, runroot, id, mode] = args else {
-        eprintln!("usage: berth-monitor ROOT RUNROOT ID attach|detach");
+        eprintln!("usage: berth-monitor ROOT RUNROOT ID attach|attach-output|detach");
         return 2;
     };
     // Our own session: a terminal hang-up or Ctrl-C in the caller's group is not ours.
@@ -64,7 +69,8 @@ pub fn monitor_main(args: &[String]) -> i32 {
         engine,
         id: id.clone(),
         status,
-        attach: mode == "attach",
+        attach: mode.starts_with("attach"),
+        attach_stdin: mode == "attach",
         sigfd,
     };
     m.run()
@@ -92,7 +98,13 @@ impl Monitor {
                 }
             };
             first = false;
-            match self.after_exit(ended.code) {
+            let after = self.after_exit(ended.code);
+            // Attach clients end now, when `ps`/`inspect` show the exit; dropping the
+            // hub removes the socket.
+            if let Some(mut h) = ended.hub {
+                h.exited(ended.code);
+            }
+            match after {
                 Ok(Some(delay)) => std::thread::sleep(delay),
                 Ok(None) => {
                     report(&mut self.status, &format!("exit {}", ended.code));
@@ -167,7 +179,9 @@ impl Monitor {
             "write `{}/config.json`",
             dir.display()
         )))?;
-        let stdio = Stdio::redirect(&rec, self.attach)?;
+        // Clients may connect from now on; they are served once the container runs.
+        let hub = Hub::listen(&self.engine.attach_dir(&self.id))?;
+        let stdio = Stdio::redirect(&rec, self.attach, self.attach_stdin)?;
         let opts = CreateOptions {
             id: self.id.clone(),
             bundle: dir,
@@ -187,8 +201,15 @@ impl Monitor {
         drop(rec);
         crate::sys::trim_heap();
         crate::sys::drop_clean_file_mappings();
-        let code = serve(created.pid, &self.sigfd, stdio, created.console, log);
-        Ok(Ended { code })
+        let (code, hub) = serve(
+            created.pid,
+            &self.sigfd,
+            stdio,
+            created.console,
+            log,
+            Some(hub),
+        );
+        Ok(Ended { code, hub })
     }
 
     fn mark_running(&mut self, pid: i32) -> Result<ContainerRecord, EngineError> {
