@@ -57,7 +57,12 @@ fn attach_running(e: &mut Engine, name: &str, opts: &AttachOptions) -> Result<()
 
 /// `start -a` (output), `start -i` / `start -ai` (stdin too): starts the container with
 /// our stdio, or attaches to it if it already runs.
-pub(crate) fn start_attached(e: &mut Engine, names: &[String], stdin: bool) -> Result<()> {
+pub(crate) fn start_attached(
+    e: &mut Engine,
+    names: &[String],
+    stdin: bool,
+    detach_keys: Option<&str>,
+) -> Result<()> {
     let [name] = names else {
         bail!("you cannot start and attach multiple containers at once");
     };
@@ -66,13 +71,13 @@ pub(crate) fn start_attached(e: &mut Engine, names: &[String], stdin: bool) -> R
         let opts = AttachOptions {
             stdin,
             sig_proxy: true,
-            detach_keys: None,
+            detach_keys: detach_keys.map(str::to_string),
         };
         return attach_running(e, &rec.id, &opts);
     }
     let raw = rec.config.tty && rec.config.open_stdin && stdin;
     let raw = if raw { RawMode::enter() } else { None };
-    let att = e.start_attached(&rec.id, stdin);
+    let att = e.start_attached(&rec.id, stdin, detach_keys);
     let code = att.and_then(|att| e.wait_attached(att, !rec.config.tty));
     drop(raw);
     exit_with(code?)

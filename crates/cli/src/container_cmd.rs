@@ -103,6 +103,9 @@ pub(crate) struct RunArgs {
     /// Run container in background and print container ID.
     #[arg(short, long)]
     detach: bool,
+    /// Override the key sequence for detaching a container.
+    #[arg(long)]
+    detach_keys: Option<String>,
     #[command(flatten)]
     create: Box<CreateArgs>,
 }
@@ -115,6 +118,9 @@ pub(crate) struct StartArgs {
     /// Attach container's STDIN.
     #[arg(short, long)]
     interactive: bool,
+    /// Override the key sequence for detaching a container.
+    #[arg(long)]
+    detach_keys: Option<String>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -360,6 +366,9 @@ fn pull_image(g: &Globals, name: &str) -> Result<()> {
 
 fn run(g: &Globals, e: &mut Engine, a: &RunArgs) -> Result<()> {
     let c = &a.create;
+    if let Some(k) = &a.detach_keys {
+        berth_engine::check_detach_keys(k)?;
+    }
     let req = c.request(a.detach)?;
     let rec = create_pulling(g, e, &req, &c.pull)?;
     if a.detach {
@@ -372,7 +381,7 @@ fn run(g: &Globals, e: &mut Engine, a: &RunArgs) -> Result<()> {
     } else {
         None
     };
-    let attached = e.start(&rec.id, true)?;
+    let attached = e.start_attached(&rec.id, true, a.detach_keys.as_deref())?;
     let code = e.wait_attached(attached, !c.tty)?;
     drop(_raw);
     exit_with(code)
@@ -381,7 +390,8 @@ fn run(g: &Globals, e: &mut Engine, a: &RunArgs) -> Result<()> {
 fn start(e: &mut Engine, a: &StartArgs) -> Result<()> {
     // Docker: `-i` attaches too (stdin, stdout and stderr).
     if a.attach || a.interactive {
-        return crate::attach_cmd::start_attached(e, &a.containers, a.interactive);
+        let keys = a.detach_keys.as_deref();
+        return crate::attach_cmd::start_attached(e, &a.containers, a.interactive, keys);
     }
     each(&a.containers, |n| {
         e.start(n, false)?;

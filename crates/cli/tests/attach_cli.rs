@@ -414,3 +414,72 @@ fn set_winsize(master: &OwnedFd, ws: &nix::pty::Winsize) -> Result<()> {
     unsafe { tiocswinsz(master.as_raw_fd(), ws) }?;
     Ok(())
 }
+
+#[test]
+fn run_it_detaches_with_its_detach_keys() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    let env = Env::new()?;
+    let o = env.berth(&["run", "-it", "--detach-keys", "ctrl-", "busybox", "sh"]);
+    assert_eq!(o.status.code(), Some(125));
+    assert!(err(&o).contains("invalid detach keys"), "{}", err(&o));
+    assert!(
+        env.ids()?.is_empty(),
+        "checked before the container is created"
+    );
+    let pty = nix::pty::openpty(Some(&winsize(24, 80)), None)?;
+    let slave = fs::File::from(pty.slave);
+    let args = [
+        "run",
+        "-it",
+        "--name",
+        "r1",
+        "--detach-keys",
+        "ctrl-x,x",
+        "busybox",
+        "sh",
+    ];
+    let mut child = env
+        .cmd(&args)
+        .stdin(slave.try_clone()?)
+        .stdout(slave.try_clone()?)
+        .stderr(slave)
+        .spawn()?;
+    let master = pty.master;
+    let mut seen = String::new();
+    type_until(&master, &mut seen, "echo hi-$((1+1))\n", "hi-2")?;
+    // ctrl-x alone is passed on (the shell ignores it); ctrl-x x detaches.
+    let mut m = fs::File::from(master.try_clone()?);
+    m.write_all(&[0x18, b'x'])?;
+    assert_eq!(wait_exit(&mut child)?, Some(0), "{seen:?}");
+    assert!(running(&env, "r1")?);
+    let (mut child, master) = attach_on_pty(&env, "r1", 24, 80)?;
+    let mut seen = String::new();
+    type_until(&master, &mut seen, "echo back-$((2*3))\n", "back-6")?;
+    fs::File::from(master.try_clone()?).write_all(b"exit 4\n")?;
+    assert_eq!(wait_exit(&mut child)?, Some(4), "{seen:?}");
+    assert_clean(&env)
+}
+
+#[test]
+fn a_killed_monitor_leaves_no_socket_behind() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    let env = Env::new()?;
+    let id = env.ok(&["run", "-d", "-i", "busybox", "sleep", "1000"])?;
+    let dir = env.runroot().join("containers").join(id.trim());
+    assert!(dir.join("attach.sock").exists());
+    let monitors = env.monitors();
+    assert_eq!(monitors.len(), 1, "{monitors:?}");
+    kill(Pid::from_raw(monitors[0]), Signal::SIGKILL)?;
+    wait_for("the monitor to die", || Ok(env.monitors().is_empty()))?;
+    // The init runs on without its monitor: nobody serves the socket any more.
+    let o = env.berth(&["attach", id.trim()]);
+    assert_eq!(o.status.code(), Some(125), "{}", err(&o));
+    assert!(err(&o).contains("connect to the monitor"), "{}", err(&o));
+    assert_clean(&env)?;
+    assert!(!dir.exists());
+    Ok(())
+}

@@ -105,6 +105,14 @@ impl DetachKeys {
     }
 }
 
+/// Checks a `--detach-keys` value (Docker's syntax; empty means the default).
+pub fn check_detach_keys(keys: &str) -> Result<(), AttachError> {
+    if !keys.is_empty() {
+        DetachKeys::parse(keys)?;
+    }
+    Ok(())
+}
+
 /// Docker's checks before attaching.
 fn check_attachable(rec: &ContainerRecord) -> Result<(), AttachError> {
     match rec.state.status {

@@ -30,7 +30,7 @@ mod user;
 use std::io;
 
 pub use attach::AttachError;
-pub use attach_client::{AttachEnd, AttachOptions, DEFAULT_DETACH_KEYS};
+pub use attach_client::{AttachEnd, AttachOptions, DEFAULT_DETACH_KEYS, check_detach_keys};
 pub use berth_net;
 pub use container::{Attached, CreateRequest, Engine};
 pub use db::DbError;

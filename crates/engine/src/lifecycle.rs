@@ -228,6 +228,8 @@ impl Engine {
                     .map_err(crate::io_err("read the monitor's report"))?;
                 match parse_report(&line) {
                     Report::Exit(code) => return Ok(code),
+                    // The container runs on without us.
+                    Report::Detached => return Ok(0),
                     _ if n == 0 => {
                         // The monitor is gone: report what the record says.
                         return Ok(self.get(&a.id).map(|r| r.state.exit_code).unwrap_or(125));

@@ -4,7 +4,8 @@
 //! and applies `--rm` and the restart policy. It is single-threaded (the runtime forks).
 //!
 //! It reports to the `berth` process that started it over fd 3, one line each:
-//! `started PID`, `error CODE MESSAGE` or `exit CODE`.
+//! `started PID`, `error CODE MESSAGE`, `detached` (the attached caller typed the detach
+//! keys, the optional fifth argument) or `exit CODE`.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -16,6 +17,7 @@ use berth_runtime::container::{self, CreateOptions};
 use berth_runtime::foreground;
 
 use crate::attach::Hub;
+use crate::attach_client::DetachKeys;
 use crate::container::Engine;
 use crate::db::DbError;
 use crate::record::{ContainerRecord, Status};
@@ -36,15 +38,25 @@ struct Monitor {
     attach: bool,
     /// Attached with stdin too (`run -i`, `start -ai`), not only stdout/stderr (`start -a`).
     attach_stdin: bool,
+    /// The detach keys the attached caller may type.
+    keys: Option<DetachKeys>,
     sigfd: OwnedFd,
 }
 
 /// The monitor's `main`; returns its exit status.
 pub fn monitor_main(args: &[String]) -> i32 {
     let status = crate::sys::take_status_fd();
-    let [root, runroot, id, mode] = args else {
-        eprintln!("usage: berth-monitor ROOT RUNROOT ID attach|attach-output|detach");
-        return 2;
+    let (root, runroot, id, mode, keys) = match args {
+        [root, runroot, id, mode, rest @ ..] if rest.len() <= 1 => {
+            let keys = rest.first().and_then(|k| DetachKeys::parse(k).ok());
+            (root, runroot, id, mode, keys)
+        }
+        _ => {
+            eprintln!(
+                "usage: berth-monitor ROOT RUNROOT ID attach|attach-output|detach [DETACH-KEYS]"
+            );
+            return 2;
+        }
     };
     // Our own session: a terminal hang-up or Ctrl-C in the caller's group is not ours.
     let _ = nix::unistd::setsid();
@@ -71,6 +83,7 @@ pub fn monitor_main(args: &[String]) -> i32 {
         status,
         attach: mode.starts_with("attach"),
         attach_stdin: mode == "attach",
+        keys,
         sigfd,
     };
     m.run()
@@ -181,7 +194,11 @@ impl Monitor {
         )))?;
         // Clients may connect from now on; they are served once the container runs.
         let hub = Hub::listen(&self.engine.attach_dir(&self.id))?;
-        let stdio = Stdio::redirect(&rec, self.attach, self.attach_stdin)?;
+        let mut stdio = Stdio::redirect(&rec, self.attach, self.attach_stdin)?;
+        if self.attach_stdin {
+            let report = self.status.as_ref().and_then(|f| f.try_clone().ok());
+            stdio.detach_with(self.keys.clone(), report);
+        }
         let opts = CreateOptions {
             id: self.id.clone(),
             bundle: dir,

@@ -4,6 +4,7 @@
 //! the attached stdin and the clients; and the wait for the container's init.
 
 use std::fs::File;
+use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -11,6 +12,7 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{dup, dup2_stderr, dup2_stdin, dup2_stdout, pipe2};
 
 use crate::attach::{Frame, Hub, TAG_STDERR, TAG_STDOUT};
+use crate::attach_client::DetachKeys;
 use crate::logs::LineWriter;
 use crate::record::ContainerRecord;
 use crate::{EngineError, io_err};
@@ -33,6 +35,10 @@ pub(crate) struct Stdio {
     /// The container's ends, closed once it is created.
     theirs: Vec<OwnedFd>,
     tty: bool,
+    /// The detach keys on the attached stdin, and where to report a detach (the status
+    /// pipe of the `berth` process attached).
+    keys: Option<DetachKeys>,
+    report: Option<File>,
 }
 
 impl Stdio {
@@ -54,6 +60,8 @@ impl Stdio {
             from_stderr: None,
             theirs: Vec::new(),
             tty: rec.config.tty,
+            keys: None,
+            report: None,
         };
         if attach {
             if rec.config.open_stdin && attach_stdin {
@@ -92,6 +100,13 @@ impl Stdio {
         s.from_stderr = Some(r);
         s.theirs.push(w);
         Ok(s)
+    }
+
+    /// Typing `keys` on the attached stdin detaches: the caller gets `detached` on
+    /// `report` and is no longer served.
+    pub(crate) fn detach_with(&mut self, keys: Option<DetachKeys>, report: Option<File>) {
+        self.keys = keys;
+        self.report = report;
     }
 
     /// After `create`: only the container holds its ends now, so EOF means it is done.
@@ -360,7 +375,23 @@ fn copy_input(s: &mut Stdio, console: Option<&OwnedFd>, buf: &mut [u8]) {
         s.to_stdin = None;
         return;
     }
-    write_input(s, console, &buf[..n]);
+    let Some(keys) = &mut s.keys else {
+        write_input(s, console, &buf[..n]);
+        return;
+    };
+    let mut input = Vec::with_capacity(n);
+    let detached = keys.feed(&buf[..n], &mut input);
+    write_input(s, console, &input);
+    if detached {
+        // The caller goes; the container runs on (its stdin stays open).
+        s.attach_in = None;
+        s.attach_out = None;
+        s.attach_err = None;
+        s.keys = None;
+        if let Some(mut r) = s.report.take() {
+            let _ = r.write_all(b"detached\n");
+        }
+    }
 }
 
 /// Input for the container: to its pty, or its stdin pipe (if it has one).
