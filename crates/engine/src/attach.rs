@@ -203,6 +203,8 @@ impl Hub {
             .mode(0o700)
             .create(dir)
             .map_err(err)?;
+        // A directory left by a crash keeps whatever mode it had: set ours.
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(err)?;
         let _ = fs::remove_file(&path);
         let d = open_dir(dir).map_err(err)?;
         let flags = SockFlag::SOCK_CLOEXEC | SockFlag::SOCK_NONBLOCK;
