@@ -1,9 +1,9 @@
-//! The container commands: `run`, `create`, `start`, `stop`, `kill`, `restart`, `rm`,
+//! The container commands: `run`, `create`, `start`, `attach` (attach_cmd.rs), `stop`, `kill`, `restart`, `rm`,
 //! `ps`, `logs`, `exec`, `inspect`, `wait`, `pause`, `unpause`, `rename`, `top`, `port`
 //! at top level and under `berth container …` (plus `ls` and `prune`). Parsing and
 //! printing live here; the work is done by `berth_engine::Engine`.
 
-use std::io::{self, IsTerminal, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
@@ -25,6 +25,8 @@ pub(crate) enum TopCommand {
     Create(Box<CreateArgs>),
     /// Start one or more stopped containers.
     Start(StartArgs),
+    /// Attach local standard input, output, and error streams to a running container.
+    Attach(crate::attach_cmd::AttachArgs),
     /// Stop one or more running containers.
     Stop(StopArgs),
     /// Kill one or more running containers.
@@ -114,6 +116,9 @@ pub(crate) struct RunArgs {
     /// Run container in background and print container ID.
     #[arg(short, long)]
     detach: bool,
+    /// Override the key sequence for detaching a container.
+    #[arg(long)]
+    detach_keys: Option<String>,
     #[command(flatten)]
     create: Box<CreateArgs>,
 }
@@ -126,6 +131,9 @@ pub(crate) struct StartArgs {
     /// Attach container's STDIN.
     #[arg(short, long)]
     interactive: bool,
+    /// Override the key sequence for detaching a container.
+    #[arg(long)]
+    detach_keys: Option<String>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
@@ -211,7 +219,7 @@ pub(crate) fn exit_code_of(e: &anyhow::Error) -> u8 {
 }
 
 /// Exits with a container's status, flushing stdout first.
-fn exit_with(code: i32) -> ! {
+pub(crate) fn exit_with(code: i32) -> ! {
     let _ = io::stdout().flush();
     std::process::exit(code)
 }
@@ -256,6 +264,7 @@ pub(crate) fn run_top(g: &Globals, c: TopCommand) -> Result<()> {
             Ok(())
         }
         TopCommand::Start(a) => start(&mut e, &a),
+        TopCommand::Attach(a) => crate::attach_cmd::attach(&mut e, &a),
         TopCommand::Stop(a) => each(&a.containers, |n| {
             e.stop(n, a.time)?;
             Ok(())
@@ -381,6 +390,9 @@ fn pull_image(g: &Globals, name: &str) -> Result<()> {
 
 fn run(g: &Globals, e: &mut Engine, a: &RunArgs) -> Result<()> {
     let c = &a.create;
+    if let Some(k) = &a.detach_keys {
+        berth_engine::check_detach_keys(k)?;
+    }
     let req = c.request(a.detach)?;
     let rec = create_pulling(g, e, &req, &c.pull)?;
     if a.detach {
@@ -388,64 +400,27 @@ fn run(g: &Globals, e: &mut Engine, a: &RunArgs) -> Result<()> {
         println!("{}", rec.id);
         return Ok(());
     }
-    let _raw = if c.tty { RawMode::enter() } else { None };
-    let attached = e.start(&rec.id, true)?;
+    let _raw = if c.tty {
+        crate::attach_cmd::RawMode::enter()
+    } else {
+        None
+    };
+    let attached = e.start_attached(&rec.id, true, a.detach_keys.as_deref())?;
     let code = e.wait_attached(attached, !c.tty)?;
     drop(_raw);
     exit_with(code)
 }
 
 fn start(e: &mut Engine, a: &StartArgs) -> Result<()> {
-    if a.attach {
-        let [name] = a.containers.as_slice() else {
-            bail!("you cannot start and attach multiple containers at once");
-        };
-        let rec = e.get(name)?;
-        let _raw = if rec.config.tty {
-            RawMode::enter()
-        } else {
-            None
-        };
-        let att = e.start(name, true)?;
-        let code = e.wait_attached(att, !rec.config.tty)?;
-        drop(_raw);
-        exit_with(code);
+    // Docker: `-i` attaches too (stdin, stdout and stderr).
+    if a.attach || a.interactive {
+        let keys = a.detach_keys.as_deref();
+        return crate::attach_cmd::start_attached(e, &a.containers, a.interactive, keys);
     }
-    let _ = a.interactive;
     each(&a.containers, |n| {
         e.start(n, false)?;
         Ok(())
     })
-}
-
-/// The terminal in raw mode while a `-t` container is attached; restored on drop.
-struct RawMode {
-    saved: nix::sys::termios::Termios,
-}
-
-impl RawMode {
-    fn enter() -> Option<RawMode> {
-        use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
-        let stdin = io::stdin();
-        if !stdin.is_terminal() {
-            return None;
-        }
-        let saved = tcgetattr(&stdin).ok()?;
-        let mut raw = saved.clone();
-        cfmakeraw(&mut raw);
-        tcsetattr(&stdin, SetArg::TCSANOW, &raw).ok()?;
-        Some(RawMode { saved })
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        let _ = nix::sys::termios::tcsetattr(
-            io::stdin(),
-            nix::sys::termios::SetArg::TCSANOW,
-            &self.saved,
-        );
-    }
 }
 
 fn exec(e: &mut Engine, a: &ExecArgs) -> Result<()> {

@@ -3,6 +3,7 @@
 //! `anyhow::Result`, and berth's own errors exit with status 125 like Docker's.
 #![forbid(unsafe_code)]
 
+mod attach_cmd;
 mod container_cmd;
 mod image_cmd;
 mod misc_cmd;

@@ -163,7 +163,41 @@ impl Engine {
     /// Starts a created or exited container through a new monitor. With `attach` the
     /// monitor serves our stdio (stdin too if the container has `-i`) and reports the exit
     /// code to [`Attached::status`]; otherwise it detaches from us completely.
+    /// Attached, the detach keys are Docker's default (ctrl-p,ctrl-q).
     pub fn start(&mut self, key: &str, attach: bool) -> Result<Attached, EngineError> {
+        if attach {
+            self.start_attached(key, true, None)
+        } else {
+            self.start_monitor(key, "detach", None)
+        }
+    }
+
+    /// `start -a` (`stdin` false: our stdin is not read, the container's stays open for
+    /// `attach`), `start -ai`/`start -i` and `run` (`stdin` true). Typing `detach_keys`
+    /// (Docker's syntax; `None` for ctrl-p,ctrl-q) on our stdin detaches:
+    /// [`Engine::wait_attached`] returns 0 and the container runs on.
+    pub fn start_attached(
+        &mut self,
+        key: &str,
+        stdin: bool,
+        detach_keys: Option<&str>,
+    ) -> Result<Attached, EngineError> {
+        let keys = match detach_keys {
+            None | Some("") => crate::attach_client::DEFAULT_DETACH_KEYS,
+            Some(k) => k,
+        };
+        crate::attach_client::DetachKeys::parse(keys)?;
+        let mode = if stdin { "attach" } else { "attach-output" };
+        self.start_monitor(key, mode, Some(keys))
+    }
+
+    fn start_monitor(
+        &mut self,
+        key: &str,
+        mode: &str,
+        detach_keys: Option<&str>,
+    ) -> Result<Attached, EngineError> {
+        let attach = mode != "detach";
         let rec = self.get(key)?;
         if rec.is_active() {
             return Ok(Attached {
@@ -181,12 +215,13 @@ impl Engine {
         cmd.arg(&self.root)
             .arg(&self.runroot)
             .arg(&rec.id)
-            .arg(if attach { "attach" } else { "detach" });
+            .arg(mode)
+            .args(detach_keys);
         if !attach {
             cmd.stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null());
-        } else if !rec.config.open_stdin {
+        } else if !rec.config.open_stdin || mode != "attach" {
             cmd.stdin(Stdio::null());
         }
         sys::pass_status_fd(&mut cmd, &wr);
@@ -212,7 +247,9 @@ impl Engine {
                 monitor,
             }),
             Report::Error(code, message) => Err(EngineError::StartFailed { code, message }),
-            Report::Exit(_) | Report::Lost => Err(EngineError::MonitorLost(rec.id)),
+            Report::Exit(_) | Report::Detached | Report::Lost => {
+                Err(EngineError::MonitorLost(rec.id))
+            }
         }
     }
 }
@@ -223,6 +260,8 @@ pub(crate) enum Report {
     Started(i32),
     Error(i32, String),
     Exit(i32),
+    /// The attached caller typed the detach keys.
+    Detached,
     Lost,
 }
 
@@ -232,6 +271,7 @@ pub(crate) fn parse_report(line: &str) -> Report {
     match word {
         "started" => rest.parse().map_or(Report::Lost, Report::Started),
         "exit" => rest.parse().map_or(Report::Lost, Report::Exit),
+        "detached" => Report::Detached,
         "error" => {
             let (code, msg) = rest.split_once(' ').unwrap_or((rest, ""));
             Report::Error(code.parse().unwrap_or(125), msg.to_string())
@@ -336,6 +376,7 @@ mod tests {
             parse_report("error 127 exec: not found\n"),
             Report::Error(127, "exec: not found".into())
         );
+        assert_eq!(parse_report("detached\n"), Report::Detached);
         assert_eq!(parse_report(""), Report::Lost);
     }
 

@@ -1,12 +1,14 @@
 //! berth-engine: containers as a person uses them. It owns the metadata store (SQLite),
 //! turning an image's config plus Docker-style flags into an OCI spec, the per-container
-//! monitor (stdio, json-file logs, exit codes, `--rm`, restart policies), volumes and
-//! exec. It does not parse arguments or print tables (the `berth` CLI does), and it uses
+//! monitor (stdio, json-file logs, exit codes, `--rm`, restart policies, the attach
+//! socket), volumes and exec. It does not parse arguments or print tables (the `berth` CLI does), and it uses
 //! `berth-image` for rootfs mounts, `berth-runtime` for the container itself and (later)
 //! `berth-net` for bridge networks. The entry point is [`Engine`]: `open`, then `create`,
 //! `start`, `stop`, `remove`, …; the monitor binary calls [`monitor_main`].
 #![deny(unsafe_code)]
 
+mod attach;
+mod attach_client;
 mod container;
 mod copy;
 mod copyup;
@@ -30,6 +32,8 @@ mod volume;
 
 use std::io;
 
+pub use attach::AttachError;
+pub use attach_client::{AttachEnd, AttachOptions, DEFAULT_DETACH_KEYS, check_detach_keys};
 pub use berth_net;
 pub use container::{Attached, CreateRequest, Engine};
 pub use copyup::CopyUpError;
@@ -75,6 +79,8 @@ pub enum EngineError {
     CopyUp(#[from] CopyUpError),
     #[error(transparent)]
     CopyStream(#[from] copy::CopyStreamError),
+    #[error(transparent)]
+    Attach(#[from] AttachError),
     #[error("{op}")]
     Io { op: String, source: io::Error },
     #[error("container {0} is not running")]

@@ -60,6 +60,7 @@ impl Engine {
         let _ = container::delete(&self.runtime_root(), &rec.id, true);
         crate::network::release(self, &rec.id);
         let _ = prepare::unmount(self, &rec.id);
+        self.remove_attach_dir(&rec.id);
         let was_running = rec.is_active();
         let r = self.db.update(&rec.id, |r| {
             if r.state.status == Status::Dead {
@@ -228,6 +229,8 @@ impl Engine {
                 crate::trace::mark("exit reported");
                 match parse_report(&line) {
                     Report::Exit(code) => return Ok(code),
+                    // The container runs on without us.
+                    Report::Detached => return Ok(0),
                     _ if n == 0 => {
                         // The monitor is gone: report what the record says.
                         return Ok(self.get(&a.id).map(|r| r.state.exit_code).unwrap_or(125));
@@ -316,6 +319,7 @@ impl Engine {
         })?;
         crate::network::release(self, &rec.id);
         prepare::unmount(self, &rec.id)?;
+        self.remove_attach_dir(&rec.id);
         let retired = self.retire(&self.container_dir(&rec.id))?;
         if let Ok(digest) = rec.image_id.parse::<berth_image::Digest>() {
             let _ = self.image_store()?.release(&digest, &rec.id);

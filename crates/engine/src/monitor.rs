@@ -1,10 +1,11 @@
-//! The per-container monitor (`berth-monitor ROOT RUNROOT ID attach|detach`): it mounts the
+//! The per-container monitor (`berth-monitor ROOT RUNROOT ID attach|attach-output|detach`): it mounts the
 //! rootfs, writes the spec, creates and starts the container through the runtime library,
 //! then holds its stdio or pty, writes the json-file log, records the exit code and time,
 //! and applies `--rm` and the restart policy. It is single-threaded (the runtime forks).
 //!
 //! It reports to the `berth` process that started it over fd 3, one line each:
-//! `started PID`, `error CODE MESSAGE` or `exit CODE`.
+//! `started PID`, `error CODE MESSAGE`, `detached` (the attached caller typed the detach
+//! keys, the optional fifth argument) or `exit CODE`.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -15,6 +16,8 @@ use std::time::Duration;
 use berth_runtime::container::{self, CreateOptions};
 use berth_runtime::foreground;
 
+use crate::attach::Hub;
+use crate::attach_client::DetachKeys;
 use crate::container::Engine;
 use crate::db::DbError;
 use crate::record::{ContainerRecord, Status};
@@ -24,6 +27,8 @@ use crate::{EngineError, prepare};
 /// How one run of the container ended.
 struct Ended {
     code: i32,
+    /// The attach socket, whose clients learn `code` once it is recorded.
+    hub: Option<Hub>,
 }
 
 /// What the monitor does after the container exited.
@@ -37,6 +42,10 @@ struct Monitor {
     id: String,
     status: Option<File>,
     attach: bool,
+    /// Attached with stdin too (`run -i`, `start -ai`), not only stdout/stderr (`start -a`).
+    attach_stdin: bool,
+    /// The detach keys the attached caller may type.
+    keys: Option<DetachKeys>,
     sigfd: OwnedFd,
 }
 
@@ -44,9 +53,17 @@ struct Monitor {
 pub fn monitor_main(args: &[String]) -> i32 {
     crate::trace::mark("monitor: up");
     let status = crate::sys::take_status_fd();
-    let [root, runroot, id, mode] = args else {
-        eprintln!("usage: berth-monitor ROOT RUNROOT ID attach|detach");
-        return 2;
+    let (root, runroot, id, mode, keys) = match args {
+        [root, runroot, id, mode, rest @ ..] if rest.len() <= 1 => {
+            let keys = rest.first().and_then(|k| DetachKeys::parse(k).ok());
+            (root, runroot, id, mode, keys)
+        }
+        _ => {
+            eprintln!(
+                "usage: berth-monitor ROOT RUNROOT ID attach|attach-output|detach [DETACH-KEYS]"
+            );
+            return 2;
+        }
     };
     // Our own session: a terminal hang-up or Ctrl-C in the caller's group is not ours.
     let _ = nix::unistd::setsid();
@@ -71,7 +88,9 @@ pub fn monitor_main(args: &[String]) -> i32 {
         engine,
         id: id.clone(),
         status,
-        attach: mode == "attach",
+        attach: mode.starts_with("attach"),
+        attach_stdin: mode == "attach",
+        keys,
         sigfd,
     };
     m.run()
@@ -99,7 +118,13 @@ impl Monitor {
                 }
             };
             first = false;
-            match self.after_exit(ended.code) {
+            let after = self.after_exit(ended.code);
+            // Attach clients end now, when `ps`/`inspect` show the exit; dropping the
+            // hub removes the socket.
+            if let Some(mut h) = ended.hub {
+                h.exited(ended.code);
+            }
+            match after {
                 Ok(Next::Restart(delay)) => std::thread::sleep(delay),
                 Ok(Next::Done(retired)) => {
                     report(&mut self.status, &format!("exit {}", ended.code));
@@ -181,7 +206,13 @@ impl Monitor {
             "write `{}/config.json`",
             dir.display()
         )))?;
-        let stdio = Stdio::redirect(&rec, self.attach)?;
+        // Clients may connect from now on; they are served once the container runs.
+        let hub = Hub::listen(&self.engine.attach_dir(&self.id))?;
+        let mut stdio = Stdio::redirect(&rec, self.attach, self.attach_stdin)?;
+        if self.attach_stdin {
+            let report = self.status.as_ref().and_then(|f| f.try_clone().ok());
+            stdio.detach_with(self.keys.clone(), report);
+        }
         crate::trace::mark("monitor: spec written");
         let opts = CreateOptions {
             id: self.id.clone(),
@@ -205,9 +236,16 @@ impl Monitor {
         drop(rec);
         crate::sys::trim_heap();
         crate::sys::drop_clean_file_mappings();
-        let code = serve(created.pid, &self.sigfd, stdio, created.console, log);
+        let (code, hub) = serve(
+            created.pid,
+            &self.sigfd,
+            stdio,
+            created.console,
+            log,
+            Some(hub),
+        );
         crate::trace::mark("monitor: init exited, output drained");
-        Ok(Ended { code })
+        Ok(Ended { code, hub })
     }
 
     fn mark_running(&mut self, pid: i32) -> Result<ContainerRecord, EngineError> {

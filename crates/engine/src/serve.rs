@@ -1,14 +1,18 @@
 //! The monitor's I/O: the container's stdio (pipes, or the pty the runtime made), copied
-//! to the json-file log and, when a `berth` process is attached, to its terminal; input
-//! from the attached stdin; and the wait for the container's init.
+//! to the json-file log, to the `berth` process attached through inherited stdio (`run`,
+//! `start -a`) and to the clients of the attach socket (`attach`, attach.rs); input from
+//! the attached stdin and the clients; and the wait for the container's init.
 
 use std::fs::File;
+use std::io::Write;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{dup, dup2_stderr, dup2_stdin, dup2_stdout, pipe2};
 
+use crate::attach::{Frame, Hub, TAG_STDERR, TAG_STDOUT};
+use crate::attach_client::DetachKeys;
 use crate::logs::LineWriter;
 use crate::record::ContainerRecord;
 use crate::{EngineError, io_err};
@@ -31,12 +35,22 @@ pub(crate) struct Stdio {
     /// The container's ends, closed once it is created.
     theirs: Vec<OwnedFd>,
     tty: bool,
+    /// The detach keys on the attached stdin, and where to report a detach (the status
+    /// pipe of the `berth` process attached).
+    keys: Option<DetachKeys>,
+    report: Option<File>,
 }
 
 impl Stdio {
     /// Saves our stdio (the attached caller's) and puts the container's ends of new pipes
     /// on fds 0-2, where the runtime's `create` passes them to the init.
-    pub(crate) fn redirect(rec: &ContainerRecord, attach: bool) -> Result<Stdio, EngineError> {
+    /// With `attach_stdin` false (`start -a`) the container's stdin pipe stays open for
+    /// later attach clients, but our stdin is not read.
+    pub(crate) fn redirect(
+        rec: &ContainerRecord,
+        attach: bool,
+        attach_stdin: bool,
+    ) -> Result<Stdio, EngineError> {
         let mut s = Stdio {
             attach_in: None,
             attach_out: None,
@@ -46,9 +60,11 @@ impl Stdio {
             from_stderr: None,
             theirs: Vec::new(),
             tty: rec.config.tty,
+            keys: None,
+            report: None,
         };
         if attach {
-            if rec.config.open_stdin {
+            if rec.config.open_stdin && attach_stdin {
                 s.attach_in = Some(dup(std::io::stdin()).map_err(nix_io("dup stdin"))?);
             }
             s.attach_out = Some(dup(std::io::stdout()).map_err(nix_io("dup stdout"))?);
@@ -84,6 +100,13 @@ impl Stdio {
         s.from_stderr = Some(r);
         s.theirs.push(w);
         Ok(s)
+    }
+
+    /// Typing `keys` on the attached stdin detaches: the caller gets `detached` on
+    /// `report` and is no longer served.
+    pub(crate) fn detach_with(&mut self, keys: Option<DetachKeys>, report: Option<File>) {
+        self.keys = keys;
+        self.report = report;
     }
 
     /// After `create`: only the container holds its ends now, so EOF means it is done.
@@ -136,6 +159,10 @@ enum Src {
     Out,
     Err,
     In,
+    /// The attach socket has clients waiting.
+    Accept,
+    /// An attach client sent a frame (or went away).
+    Client(usize),
 }
 
 /// The state of one `serve`: the container's output ends, the log writers, the exit code.
@@ -148,6 +175,8 @@ struct Server {
     w_err: LineWriter,
     log: Option<File>,
     code: Option<i32>,
+    /// The attach socket and its clients.
+    hub: Option<Hub>,
     buf: Vec<u8>,
 }
 
@@ -165,6 +194,12 @@ impl Server {
             && let Some(f) = &self.s.attach_in
         {
             fds.push((Src::In, f.as_fd()));
+        }
+        if self.code.is_none()
+            && let Some(h) = &self.hub
+        {
+            fds.push((Src::Accept, h.listener()));
+            fds.extend(h.clients().map(|(i, f)| (Src::Client(i), f)));
         }
         let mut pfds: Vec<PollFd<'_>> = fds
             .iter()
@@ -209,16 +244,17 @@ impl Server {
         }
     }
 
-    /// Output of the container: to the attached caller and the log.
+    /// Output of the container: to the attached caller, the attach clients and the log.
     fn on_output(&mut self, src: Src) {
         let slot = if src == Src::Out {
             &mut self.out
         } else {
             &mut self.err
         };
+        // Read behind a one-byte gap: the frame's tag goes there.
         let n = match slot
             .as_ref()
-            .map(|f| nix::unistd::read(f.as_fd(), &mut self.buf))
+            .map(|f| nix::unistd::read(f.as_fd(), &mut self.buf[1..]))
         {
             Some(Ok(n)) if n > 0 => n,
             Some(Err(nix::Error::EINTR | nix::Error::EAGAIN)) => return,
@@ -227,7 +263,15 @@ impl Server {
                 return;
             }
         };
-        let data = &self.buf[..n];
+        self.buf[0] = if src == Src::Out {
+            TAG_STDOUT
+        } else {
+            TAG_STDERR
+        };
+        if let Some(h) = &mut self.hub {
+            h.broadcast(&self.buf[..=n]);
+        }
+        let data = &self.buf[1..=n];
         if src == Src::Out {
             forward(&mut self.s.attach_out, data);
             self.w_out.push(data, &mut self.log);
@@ -236,17 +280,42 @@ impl Server {
             self.w_err.push(data, &mut self.log);
         }
     }
+
+    /// A frame from attach client `i`: input for the container or its pty's new size.
+    fn on_client(&mut self, i: usize) {
+        let Some(h) = &mut self.hub else { return };
+        let Some(n) = h.receive(i, &mut self.buf) else {
+            return;
+        };
+        match Frame::parse(&self.buf[..n]) {
+            Some(Frame::Stdin(data)) => write_input(&mut self.s, self.out.as_ref(), data),
+            Some(Frame::Resize { rows, cols }) if self.s.tty => {
+                if let Some(m) = &self.out {
+                    let ws = rustix::termios::Winsize {
+                        ws_row: rows,
+                        ws_col: cols,
+                        ws_xpixel: 0,
+                        ws_ypixel: 0,
+                    };
+                    let _ = rustix::termios::tcsetwinsize(m, ws);
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Serves the container until its init exits and its output is drained; returns the
-/// exit code (128+N for signal N).
+/// exit code (128+N for signal N) and the attach socket, whose clients are told the code
+/// once it is recorded.
 pub(crate) fn serve(
     init: i32,
     sigfd: &OwnedFd,
     mut s: Stdio,
     console: Option<OwnedFd>,
     log: Option<File>,
-) -> i32 {
+    hub: Option<Hub>,
+) -> (i32, Option<Hub>) {
     let out = if s.tty { console } else { s.from_stdout.take() };
     let err = s.from_stderr.take();
     resize(&s, out.as_ref());
@@ -259,7 +328,8 @@ pub(crate) fn serve(
         w_err: LineWriter::new("stderr"),
         log,
         code: None,
-        buf: vec![0u8; 32 * 1024],
+        hub,
+        buf: vec![0u8; crate::attach::MAX_FRAME],
     };
     let mut idle_polls = 0;
     while sv.code.is_none() || sv.out.is_some() || sv.err.is_some() {
@@ -271,12 +341,15 @@ pub(crate) fn serve(
                 Src::Signal => sv.on_signal(sigfd),
                 Src::Out | Src::Err => sv.on_output(src),
                 Src::In => copy_input(&mut sv.s, sv.out.as_ref(), &mut sv.buf),
+                Src::Accept => sv.hub.iter_mut().for_each(Hub::accept),
+                Src::Client(i) => sv.on_client(i),
             }
         }
+        sv.hub.iter_mut().for_each(Hub::compact);
     }
     sv.w_out.flush(&mut sv.log);
     sv.w_err.flush(&mut sv.log);
-    sv.code.unwrap_or(255)
+    (sv.code.unwrap_or(255), sv.hub)
 }
 
 /// Gives the container's pty the attached terminal's size.
@@ -302,12 +375,33 @@ fn copy_input(s: &mut Stdio, console: Option<&OwnedFd>, buf: &mut [u8]) {
         s.to_stdin = None;
         return;
     }
+    let Some(keys) = &mut s.keys else {
+        write_input(s, console, &buf[..n]);
+        return;
+    };
+    let mut input = Vec::with_capacity(n);
+    let detached = keys.feed(&buf[..n], &mut input);
+    write_input(s, console, &input);
+    if detached {
+        // The caller goes; the container runs on (its stdin stays open).
+        s.attach_in = None;
+        s.attach_out = None;
+        s.attach_err = None;
+        s.keys = None;
+        if let Some(mut r) = s.report.take() {
+            let _ = r.write_all(b"detached\n");
+        }
+    }
+}
+
+/// Input for the container: to its pty, or its stdin pipe (if it has one).
+fn write_input(s: &mut Stdio, console: Option<&OwnedFd>, data: &[u8]) {
     let mut target = if s.tty {
         console.and_then(|c| dup(c).ok())
     } else {
         s.to_stdin.take()
     };
-    forward(&mut target, &buf[..n]);
+    forward(&mut target, data);
     if !s.tty {
         s.to_stdin = target;
     }
