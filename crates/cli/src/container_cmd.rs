@@ -204,12 +204,15 @@ pub(crate) struct ExecArgs {
 
 /// Opens the engine; the monitor binary sits next to `berth`.
 pub(crate) fn open_engine(g: &Globals) -> Result<Engine> {
+    berth_engine::trace::mark("berth: open engine");
     let exe = std::env::current_exe().context("find the berth binary")?;
     let monitor = exe
         .parent()
         .map(|d| d.join("berth-monitor"))
         .unwrap_or_else(|| PathBuf::from("berth-monitor"));
-    Ok(Engine::open(&g.root, &g.runroot, &monitor)?)
+    let e = Engine::open(&g.root, &g.runroot, &monitor)?;
+    berth_engine::trace::mark("berth: engine open");
+    Ok(e)
 }
 
 /// The exit status for an error: the engine's (125/126/127), else 125.
@@ -365,6 +368,7 @@ fn create_pulling(
         bail!("invalid pull option: '{pull}': must be one of \"always\", \"missing\" or \"never\"");
     }
     let have = e.image_store()?.resolve(&req.image).is_ok();
+    berth_engine::trace::mark("berth: image found");
     if pull == "always" || (pull == "missing" && !have) {
         if !have {
             eprintln!("Unable to find image '{}' locally", req.image);

@@ -88,6 +88,7 @@ fn main() -> ExitCode {
         let _ = e.print();
         std::process::exit(if e.use_stderr() { 125 } else { 0 })
     });
+    berth_engine::trace::mark("berth: parsed");
     let g = Globals {
         root: cli.root,
         runroot: cli.runroot,

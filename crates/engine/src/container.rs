@@ -65,6 +65,7 @@ impl Engine {
         ] {
             fs::create_dir_all(&d).map_err(io_err(format!("create `{}`", d.display())))?;
         }
+        crate::trace::mark("engine: dirs");
         let db = Db::open(&root.join("berth.db"))?;
         Ok(Engine {
             root: root.to_path_buf(),
