@@ -225,7 +225,7 @@ impl Engine {
         } else if !rec.config.open_stdin || mode != "attach" {
             cmd.stdin(Stdio::null());
         }
-        sys::pass_status_fd(&mut cmd, &wr);
+        sys::pass_status_fd(&mut cmd, &wr).map_err(io_err("pass the status pipe"))?;
         let child = cmd
             .spawn()
             .map_err(io_err(format!("run `{}`", self.monitor.display())))?;

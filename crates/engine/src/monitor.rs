@@ -3,7 +3,8 @@
 //! then holds its stdio or pty, writes the json-file log, records the exit code and time,
 //! and applies `--rm` and the restart policy. It is single-threaded (the runtime forks).
 //!
-//! It reports to the `berth` process that started it over fd 3, one line each:
+//! It reports to the `berth` process that started it over a pipe (its fd number in
+//! `BERTH_MONITOR_STATUS_FD`), one line each:
 //! `started PID`, `error CODE MESSAGE`, `detached` (the attached caller typed the detach
 //! keys, the optional fifth argument) or `exit CODE`.
 

@@ -1,48 +1,47 @@
 //! The few raw calls the engine needs that have no safe wrapper: handing the monitor its
-//! status pipe as fd 3 across exec, and taking it back in the monitor. All unsafe code of
-//! the crate lives here.
+//! status pipe across exec, and taking it back in the monitor. All unsafe code of the
+//! crate lives here.
 #![allow(unsafe_code)]
 
 use std::fs::File;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::process::Command;
 
-/// The fd number the monitor finds its status pipe on.
-pub(crate) const STATUS_FD: i32 = 3;
+/// The environment variable that tells the monitor which fd its status pipe is.
+pub(crate) const STATUS_FD_ENV: &str = "BERTH_MONITOR_STATUS_FD";
 
-/// Arranges for `fd` to be fd 3 (without close-on-exec) in the child `cmd` spawns.
-pub(crate) fn pass_status_fd(cmd: &mut Command, fd: &OwnedFd) {
+/// Lets the child `cmd` spawns inherit `fd` (at the same number, named in its
+/// environment). No `pre_exec` hook: with none, std spawns with posix_spawn (a vfork-like
+/// clone) instead of fork + exec, which copies none of our page tables — on every
+/// container start. `berth` is single-threaded, so no other spawn can inherit the fd
+/// while its close-on-exec flag is off; the caller closes it right after the spawn.
+pub(crate) fn pass_status_fd(cmd: &mut Command, fd: &OwnedFd) -> std::io::Result<()> {
     let raw = fd.as_raw_fd();
-    // SAFETY: the closure runs in the forked child before exec and calls only dup2 and
-    // fcntl, which are async-signal-safe; `raw` stays open in the parent (which owns it)
-    // until spawn returns, so it is open in the child too.
-    unsafe {
-        cmd.pre_exec(move || {
-            if raw == STATUS_FD {
-                if libc::fcntl(raw, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(raw, STATUS_FD) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
+    // SAFETY: F_SETFD on an fd we own (borrowed for the call) touches no memory.
+    if unsafe { libc::fcntl(raw, libc::F_SETFD, 0) } < 0 {
+        return Err(std::io::Error::last_os_error());
     }
+    cmd.env(STATUS_FD_ENV, raw.to_string());
+    Ok(())
 }
 
-/// Takes ownership of fd 3 in the monitor, if it is open; marks it close-on-exec so the
-/// container never inherits it.
+/// Takes ownership of the status pipe in the monitor, if one was passed; marks it
+/// close-on-exec so the container never inherits it.
 pub(crate) fn take_status_fd() -> Option<File> {
-    // SAFETY: F_GETFD only queries whether fd 3 is open; it touches no memory.
-    if unsafe { libc::fcntl(STATUS_FD, libc::F_GETFD) } < 0 {
+    let raw: RawFd = std::env::var(STATUS_FD_ENV).ok()?.parse().ok()?;
+    if raw < 3 {
+        return None;
+    }
+    // SAFETY: F_GETFD only queries whether the fd is open; it touches no memory.
+    if unsafe { libc::fcntl(raw, libc::F_GETFD) } < 0 {
         return None;
     }
     // SAFETY: as above; sets FD_CLOEXEC on an fd that is open.
-    unsafe { libc::fcntl(STATUS_FD, libc::F_SETFD, libc::FD_CLOEXEC) };
-    // SAFETY: fd 3 is open (checked above) and nothing else in the monitor owns it: the
-    // monitor is a fresh exec whose only inherited fds are stdio and this pipe.
-    Some(unsafe { File::from_raw_fd(STATUS_FD) })
+    unsafe { libc::fcntl(raw, libc::F_SETFD, libc::FD_CLOEXEC) };
+    // SAFETY: the fd is open (checked above) and nothing else in the monitor owns it: the
+    // monitor is a fresh exec whose only inherited fds are stdio and this pipe, named by
+    // our parent in the environment.
+    Some(unsafe { File::from_raw_fd(raw) })
 }
 
 /// Returns freed heap memory to the kernel (glibc keeps it otherwise), so an idle monitor
