@@ -26,7 +26,6 @@ mod serve;
 mod spec;
 mod sys;
 mod time;
-pub mod trace;
 mod user;
 mod volume;
 
@@ -35,6 +34,7 @@ use std::io;
 pub use attach::AttachError;
 pub use attach_client::{AttachEnd, AttachOptions, DEFAULT_DETACH_KEYS, check_detach_keys};
 pub use berth_net;
+pub use berth_runtime::trace;
 pub use container::{Attached, CreateRequest, Engine};
 pub use copy::{CopyOptions, CopyStreamError};
 pub use copyup::CopyUpError;

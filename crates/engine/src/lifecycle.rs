@@ -280,10 +280,9 @@ impl Engine {
     /// [`remove`](Self::remove), except that the container's directory is only renamed
     /// into `<root>/trash`: the container is gone for every other command (no record, no
     /// name, no image hold, nothing mounted or in a cgroup), and the caller deletes the
-    /// files with [`Retired::purge`] when the delay no longer matters — the monitor of a
-    /// `run --rm` container does it after telling `berth run` the exit code, since
-    /// unlinking on a busy ext4 journal costs milliseconds. A purge cut short by a crash
-    /// is finished by the next `rm` or `container prune` ([`sweep_trash`](Self::sweep_trash)).
+    /// files with [`Retired::purge`] when the delay no longer matters. A purge cut short
+    /// by a crash is finished by the next `rm` or `container prune`
+    /// ([`sweep_trash`](Self::sweep_trash)).
     pub fn remove_deferred(
         &mut self,
         key: &str,
@@ -319,6 +318,33 @@ impl Engine {
         })?;
         crate::network::release(self, &rec.id);
         prepare::unmount(self, &rec.id)?;
+        let retired = self.drop_record(&rec, volumes)?;
+        Ok((rec.id, retired))
+    }
+
+    /// The end of a `--rm` container, by its own monitor once the container is deleted
+    /// from the runtime, unmounted and off its networks: the record, the directory (to the
+    /// trash, see [`remove_deferred`](Self::remove_deferred)), the image hold and the
+    /// anonymous volumes go. `None` if a concurrent `rm` (which marks the record Dead
+    /// first) is doing it.
+    pub(crate) fn forget(
+        &mut self,
+        id: &str,
+        volumes: bool,
+    ) -> Result<Option<Retired>, EngineError> {
+        let rec = self.db.get(id)?;
+        if rec.state.status == Status::Dead {
+            return Ok(None);
+        }
+        Ok(Some(self.drop_record(&rec, volumes)?))
+    }
+
+    /// The last steps of every removal, once nothing runs or is mounted.
+    fn drop_record(
+        &mut self,
+        rec: &ContainerRecord,
+        volumes: bool,
+    ) -> Result<Retired, EngineError> {
         self.remove_attach_dir(&rec.id);
         let retired = self.retire(&self.container_dir(&rec.id))?;
         if let Ok(digest) = rec.image_id.parse::<berth_image::Digest>() {
@@ -332,7 +358,7 @@ impl Engine {
                 let _ = self.volume_remove(&m.source, true);
             }
         }
-        Ok((rec.id, retired))
+        Ok(retired)
     }
 
     fn trash_dir(&self) -> std::path::PathBuf {

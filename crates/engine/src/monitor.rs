@@ -48,6 +48,8 @@ struct Monitor {
     /// The detach keys the attached caller may type.
     keys: Option<DetachKeys>,
     sigfd: OwnedFd,
+    /// `--rm`: removed at its exit (from the record at the last start).
+    auto_remove: bool,
 }
 
 /// The monitor's `main`; returns its exit status.
@@ -93,6 +95,7 @@ pub fn monitor_main(args: &[String]) -> i32 {
         attach_stdin: mode == "attach",
         keys,
         sigfd,
+        auto_remove: false,
     };
     m.run()
 }
@@ -191,6 +194,7 @@ impl Monitor {
             Ok(())
         })?;
         crate::trace::mark("monitor: claimed");
+        self.auto_remove = rec.host_config.auto_remove;
         let argv = rec.argv();
         if argv.is_empty() {
             return Err(EngineError::NoCommand);
@@ -276,6 +280,14 @@ impl Monitor {
         crate::trace::mark("monitor: unmounted");
         crate::network::release(&self.engine, &self.id);
         crate::trace::mark("monitor: network released");
+        if self.auto_remove {
+            // `--rm` (never with a restart policy): nothing runs or is mounted any more;
+            // the record goes without first recording the exit. A concurrent `rm -f`
+            // (the record is Dead) removes it itself.
+            let retired = self.engine.forget(&self.id, true)?;
+            crate::trace::mark("monitor: removed");
+            return Ok(Next::Done(retired));
+        }
         let rec = self.engine.db.update(&self.id, |r| {
             r.state.exit_code = code;
             r.state.oom_killed = oom;
@@ -299,11 +311,6 @@ impl Monitor {
             return Ok(Next::Restart(Duration::from_millis(100 << n)));
         }
         crate::trace::mark("monitor: exit recorded");
-        if rec.host_config.auto_remove && rec.state.status != Status::Dead {
-            let (_, retired) = self.engine.remove_deferred(&self.id, true, true)?;
-            crate::trace::mark("monitor: removed");
-            return Ok(Next::Done(Some(retired)));
-        }
         Ok(Next::Done(None))
     }
 }

@@ -94,6 +94,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Contain
         .and_then(|l| l.seccomp().as_ref())
         .map(berth_seccomp::compile)
         .transpose()?;
+    crate::trace::mark("runtime: bundle loaded");
     let hierarchy = berth_cgroups::detect()?;
     let cgroups_path = linux
         .and_then(|l| l.cgroups_path().as_ref())
@@ -140,10 +141,12 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Contain
         hooks: plan.spec.hooks().clone(),
     };
     root.save(&saved)?;
+    crate::trace::mark("runtime: state saved");
     cgroup.create()?;
     if let Some(r) = &resources {
         cgroup.apply(r)?;
     }
+    crate::trace::mark("runtime: cgroup made");
     let fifo = dir.join(state::FIFO);
     sys::mkfifo(&fifo, 0o600).map_err(io_err(format!("mkfifo `{}`", fifo.display())))?;
     // Writable by the container's user, whoever it is (the umask trimmed mkfifo's mode).
@@ -181,6 +184,7 @@ pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, Contain
         seccomp: linux.and_then(|l| l.seccomp().as_ref()),
     };
     let (pid, console) = spawn(&ctx, linux, &mut guard, &env)?;
+    crate::trace::mark("runtime: init ready");
     if let Some(adj) = proc.oom_score_adj() {
         write_oom_score_adj(pid, adj)?;
     }

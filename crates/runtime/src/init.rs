@@ -101,6 +101,7 @@ fn stage1(ctx: &InitCtx<'_>, chan: &Channel, in_unified: bool) -> ! {
         ctx.cgroup
             .join_self(in_unified)
             .map_err(|e| format!("join the container's cgroup: {e}"))?;
+        crate::trace::mark("stage-1: cgroup joined");
         // Joined namespaces first (user first among them), while we still hold host
         // privileges to enter them.
         ctx.ns.join_all().map_err(|e| e.to_string())?;
@@ -122,6 +123,7 @@ fn stage1(ctx: &InitCtx<'_>, chan: &Channel, in_unified: bool) -> ! {
         if rest != 0 {
             sys::unshare(rest).map_err(|e| format!("unshare namespaces: {e}"))?;
         }
+        crate::trace::mark("stage-1: namespaces made");
         if ctx.ns.creates(libc::CLONE_NEWTIME)
             && let Some(linux) = ctx.spec.linux()
         {
@@ -181,8 +183,10 @@ fn container_init(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
                     .into(),
             );
         }
+        crate::trace::mark("init: up");
         rootfs::prepare(ctx.spec, ctx.rootfs, ctx.user_ns, &ctx.cgroup_mounts)
             .map_err(|e| e.to_string())?;
+        crate::trace::mark("init: mounts made");
         // prestart and createRuntime run in the runtime; createContainer here, in the
         // container's namespaces but before pivot_root, so its path is the host's.
         let state = run_creation_hooks(ctx, chan)?;
@@ -191,6 +195,7 @@ fn container_init(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
             join_new_session_keyring()?;
         }
         rootfs::enter(ctx.rootfs, ctx.no_pivot).map_err(|e| e.to_string())?;
+        crate::trace::mark("init: pivoted");
         rootfs::write_sysctls(ctx.spec).map_err(|e| e.to_string())?;
         let master = open_console(ctx)?;
         rootfs::finish(ctx.spec).map_err(|e| e.to_string())?;
@@ -199,7 +204,9 @@ fn container_init(ctx: &InitCtx<'_>, chan: &Channel) -> ! {
                 .map_err(|e| e.to_string())?;
         }
         drop(master);
+        crate::trace::mark("init: paths masked");
         let exe = prepare_process(ctx, chan)?;
+        crate::trace::mark("init: process prepared");
         chan.send(&Msg::Ready).map_err(|e| e.to_string())?;
         // The runtime that created us may be gone: the container's stderr is the only
         // place left to report a failure.

@@ -30,6 +30,7 @@ pub mod spec;
 pub mod state;
 mod sync;
 mod sys;
+pub mod trace;
 
 pub use caps::all_names as capability_names;
 pub use mount::known_options as mount_options;

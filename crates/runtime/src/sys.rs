@@ -244,6 +244,17 @@ pub(crate) fn fork() -> io::Result<Forked> {
     })
 }
 
+/// CLOCK_MONOTONIC in milliseconds (for [`crate::trace`]).
+pub(crate) fn monotonic_ms() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `t` is a valid out-pointer for the call; CLOCK_MONOTONIC always exists.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &raw mut t) };
+    t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6
+}
+
 /// Opens a directory as an `O_PATH` handle (for clone3's `cgroup` field).
 pub(crate) fn open_path_dir(path: &Path) -> io::Result<OwnedFd> {
     open(path, libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC, 0)

@@ -1,8 +1,8 @@
 //! `BERTH_TRACE=1`: one line per phase of a container's start and end on stderr,
-//! `berth-trace <CLOCK_MONOTONIC ms> <pid> <phase>`, from the `berth` process and its
-//! monitor alike (the clock is the same in both), so where the time of a `run --rm` goes
-//! can be read without a profiler (see docs/PERFORMANCE.md). Off, it costs one cached
-//! environment lookup per mark.
+//! `berth-trace <CLOCK_MONOTONIC ms> <pid> <phase>`, from the runtime's stages, the
+//! engine's `berth` process and its monitor alike (the clock is the same in all), so where
+//! the time of a `run --rm` goes can be read without a profiler (see
+//! docs/PERFORMANCE.md). Off, it costs one cached environment lookup per mark.
 
 use std::fs::File;
 use std::io::Write;
@@ -25,8 +25,7 @@ pub fn mark(phase: &str) {
     let Some(mut f) = out.as_ref() else {
         return;
     };
-    let t = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
-    let ms = t.tv_sec as f64 * 1e3 + t.tv_nsec as f64 / 1e6;
+    let ms = crate::sys::monotonic_ms();
     // One write(2) per line: the monitor and `berth` share the terminal.
     let line = format!("berth-trace {ms:.3} {} {phase}\n", std::process::id());
     let _ = f.write_all(line.as_bytes());
