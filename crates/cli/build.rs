@@ -6,4 +6,5 @@
 //! docs/PERFORMANCE.md.
 fn main() {
     println!("cargo:rustc-link-arg-bin=berth-monitor=-Wl,--berth-static");
+    println!("cargo:rustc-link-arg-bin=berth=-Wl,--berth-static");
 }
