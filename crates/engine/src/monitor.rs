@@ -222,6 +222,7 @@ impl Monitor {
         let opts = CreateOptions {
             id: self.id.clone(),
             bundle: dir,
+            spec: Some(spec),
             ..Default::default()
         };
         let created = container::create(&self.engine.runtime_root(), &opts);

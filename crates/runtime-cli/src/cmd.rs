@@ -96,6 +96,7 @@ fn create_options(p: &Parsed) -> Result<CreateOptions> {
         no_pivot: p.on("no-pivot"),
         no_new_keyring: p.on("no-new-keyring"),
         preserve_fds: p.num("preserve-fds")?.unwrap_or(0),
+        spec: None,
     })
 }
 

@@ -67,6 +67,10 @@ pub struct CreateOptions {
     pub no_pivot: bool,
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
+    /// The spec, already parsed by a caller that just wrote it to `<bundle>/config.json`
+    /// (the engine): saves reading and parsing it again. It must be what the file holds —
+    /// hooks and other tools read the file.
+    pub spec: Option<oci_spec::runtime::Spec>,
 }
 
 /// What `create` hands back: the init's pid and, for a terminal without a console socket,
@@ -80,7 +84,16 @@ pub struct Created {
 /// `create`: sets the container up and leaves its init waiting for `start`.
 pub fn create(root: &StateRoot, opts: &CreateOptions) -> Result<Created, ContainerError> {
     spec::validate_id(&opts.id)?;
-    let plan = spec::load_bundle(&opts.bundle)?;
+    let plan = match &opts.spec {
+        Some(s) => {
+            let bundle = std::fs::canonicalize(&opts.bundle).map_err(|source| SpecError::Read {
+                path: opts.bundle.clone(),
+                source,
+            })?;
+            spec::plan_from_spec(s.clone(), bundle)?
+        }
+        None => spec::load_bundle(&opts.bundle)?,
+    };
     check_single_threaded()?;
     let linux = plan.spec.linux().as_ref();
     let proc = plan
