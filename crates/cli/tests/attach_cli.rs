@@ -8,7 +8,7 @@ mod engine;
 
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::process::{Child, ChildStdin, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -290,7 +290,7 @@ fn start_ai_and_start_i_round_trip() -> Result<()> {
 
 /// Reads from the pty master until `want` shows up (or 20 s pass).
 fn read_until(master: &OwnedFd, seen: &mut String, want: &str) -> Result<()> {
-    read_for(master, seen, want, Duration::from_secs(20))
+    engine::read_pty(master, seen, want, Duration::from_secs(20))
 }
 
 /// Types `line` into the pty again and again (input before the attach is connected is
@@ -299,33 +299,11 @@ fn type_until(master: &OwnedFd, seen: &mut String, line: &str, want: &str) -> Re
     let mut m = fs::File::from(master.try_clone()?);
     for _ in 0..40 {
         m.write_all(line.as_bytes())?;
-        if read_for(master, seen, want, Duration::from_millis(500)).is_ok() {
+        if engine::read_pty(master, seen, want, Duration::from_millis(500)).is_ok() {
             return Ok(());
         }
     }
     bail!("no `{want}` on the pty after typing {line:?}; got {seen:?}")
-}
-
-fn read_for(master: &OwnedFd, seen: &mut String, want: &str, limit: Duration) -> Result<()> {
-    let deadline = Instant::now() + limit;
-    let mut buf = [0u8; 4096];
-    while !seen.contains(want) {
-        if Instant::now() > deadline {
-            bail!("no `{want}` on the pty; got {seen:?}");
-        }
-        let mut fds = [nix::poll::PollFd::new(
-            master.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16))? == 0 {
-            continue;
-        }
-        match nix::unistd::read(master.as_fd(), &mut buf) {
-            Ok(0) | Err(_) => bail!("pty closed before `{want}`; got {seen:?}"),
-            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
-    Ok(())
 }
 
 /// `attach NAME` with its stdio on a new pty of `rows`x`cols`; the child and the master.

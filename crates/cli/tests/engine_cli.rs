@@ -6,9 +6,9 @@ mod engine;
 
 use std::fs;
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::process::Stdio;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use engine::{Env, can_run, err, out, wait_for};
@@ -34,25 +34,7 @@ fn demo_run_rm_echo_hello() -> Result<()> {
 
 /// Reads from the pty master until `want` shows up (or 20 s pass).
 fn read_until(master: &OwnedFd, seen: &mut String, want: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut buf = [0u8; 4096];
-    while !seen.contains(want) {
-        if Instant::now() > deadline {
-            bail!("no `{want}` on the pty; got {seen:?}");
-        }
-        let mut fds = [nix::poll::PollFd::new(
-            master.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16))? == 0 {
-            continue;
-        }
-        match nix::unistd::read(master.as_fd(), &mut buf) {
-            Ok(0) | Err(_) => bail!("pty closed before `{want}`; got {seen:?}"),
-            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
-        }
-    }
-    Ok(())
+    engine::read_pty(master, seen, want, Duration::from_secs(20))
 }
 
 #[test]

@@ -173,7 +173,7 @@ impl Engine {
 
 /// Blocks the signals the client handles (SIGWINCH with a tty; the proxied ones) into a
 /// signalfd.
-fn block_signals(tty: bool, proxy: bool) -> nix::Result<SignalFd> {
+pub(crate) fn block_signals(tty: bool, proxy: bool) -> nix::Result<SignalFd> {
     let mut set = SigSet::empty();
     if tty {
         set.add(Signal::SIGWINCH);

@@ -188,15 +188,7 @@ fn copy_entry(
         SFlag::S_IFLNK => {
             let target = nix::fcntl::readlinkat(src, name).map_err(w.err(name))?;
             nix::unistd::symlinkat(target.as_os_str(), dst, name).map_err(w.err(name))?;
-            let owner = (Uid::from_raw(st.st_uid), Gid::from_raw(st.st_gid));
-            fchownat(
-                dst,
-                name,
-                Some(owner.0),
-                Some(owner.1),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .map_err(w.err(name))?;
+            chown_nofollow(dst, name, &st).map_err(w.err(name))?;
             utimensat(
                 dst,
                 name,
@@ -208,16 +200,7 @@ fn copy_entry(
         }
         SFlag::S_IFCHR | SFlag::S_IFBLK | SFlag::S_IFIFO => {
             mknodat(dst, name, kind, private, st.st_rdev).map_err(w.err(name))?;
-            // Never through a symlink: a container sharing the volume could swap one in.
-            let owner = (Uid::from_raw(st.st_uid), Gid::from_raw(st.st_gid));
-            fchownat(
-                dst,
-                name,
-                Some(owner.0),
-                Some(owner.1),
-                AtFlags::AT_SYMLINK_NOFOLLOW,
-            )
-            .map_err(w.err(name))?;
+            chown_nofollow(dst, name, &st).map_err(w.err(name))?;
             let mode = Mode::from_bits_truncate(st.st_mode & 0o7777);
             nix::sys::stat::fchmodat(
                 dst,
@@ -370,6 +353,22 @@ impl Engine {
         drop(lock);
         Ok(())
     }
+}
+
+/// Gives `name` in `dir` the owner in `st`, never through a symlink (a container sharing
+/// the volume could swap one in).
+fn chown_nofollow(
+    dir: std::os::fd::BorrowedFd<'_>,
+    name: &std::ffi::OsStr,
+    st: &nix::sys::stat::FileStat,
+) -> nix::Result<()> {
+    fchownat(
+        dir,
+        name,
+        Some(Uid::from_raw(st.st_uid)),
+        Some(Gid::from_raw(st.st_gid)),
+        AtFlags::AT_SYMLINK_NOFOLLOW,
+    )
 }
 
 #[cfg(test)]

@@ -11,8 +11,7 @@ use std::time::{Duration, Instant};
 use berth_runtime::container;
 use berth_runtime::state::Status as RtStatus;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::signal::{SigSet, Signal};
-use nix::sys::signalfd::SignalFd;
+use nix::sys::signal::Signal;
 
 use crate::container::{Attached, Engine, Report, parse_report};
 use crate::db::DbError;
@@ -178,21 +177,10 @@ impl Engine {
         let Some(mut status) = a.status else {
             return self.wait(&a.id);
         };
-        let mut set = SigSet::empty();
-        set.add(Signal::SIGWINCH);
-        if proxy {
-            for s in [
-                Signal::SIGINT,
-                Signal::SIGTERM,
-                Signal::SIGHUP,
-                Signal::SIGQUIT,
-            ] {
-                set.add(s);
-            }
-        }
-        set.thread_block()
-            .map_err(|e| crate::io_err("block signals")(e.into()))?;
-        let sigfd = SignalFd::new(&set).ok();
+        let sigfd = Some(
+            crate::attach_client::block_signals(true, proxy)
+                .map_err(|e| crate::io_err("block signals")(e.into()))?,
+        );
         loop {
             let mut fds = vec![PollFd::new(status.get_ref().as_fd(), PollFlags::POLLIN)];
             if let Some(s) = &sigfd {

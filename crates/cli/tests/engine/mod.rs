@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 use std::fs;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
@@ -291,6 +292,34 @@ pub fn wait_for(what: &str, mut f: impl FnMut() -> Result<bool>) -> Result<()> {
             bail!("timed out waiting for {what}");
         }
         std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(())
+}
+
+/// Reads from a pty master into `seen` until `want` shows up (or `limit` passes).
+pub fn read_pty(
+    master: &OwnedFd,
+    seen: &mut String,
+    want: &str,
+    limit: std::time::Duration,
+) -> Result<()> {
+    let deadline = std::time::Instant::now() + limit;
+    let mut buf = [0u8; 4096];
+    while !seen.contains(want) {
+        if std::time::Instant::now() > deadline {
+            bail!("no `{want}` on the pty; got {seen:?}");
+        }
+        let mut fds = [nix::poll::PollFd::new(
+            master.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16))? == 0 {
+            continue;
+        }
+        match nix::unistd::read(master.as_fd(), &mut buf) {
+            Ok(0) | Err(_) => bail!("pty closed before `{want}`; got {seen:?}"),
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
     }
     Ok(())
 }
