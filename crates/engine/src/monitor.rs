@@ -236,12 +236,10 @@ impl Monitor {
         crate::trace::mark("monitor: runtime started");
         report(&mut self.status, &format!("started {}", created.pid));
         let log = open_log(&self.engine, &rec);
-        // Idle from here on: drop the database connection (SQLite's caches) and give the
-        // freed heap back.
+        // Idle from here on: drop the database connection (SQLite's caches); `serve` gives
+        // the start-up's memory back once the container has run for a moment.
         self.engine.db.close();
         drop(rec);
-        crate::sys::trim_heap();
-        crate::sys::drop_clean_file_mappings();
         let (code, hub) = serve(
             created.pid,
             &self.sigfd,

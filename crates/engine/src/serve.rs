@@ -166,6 +166,9 @@ enum Src {
 }
 
 /// The state of one `serve`: the container's output ends, the log writers, the exit code.
+/// How long a container runs with nothing to serve before its monitor trims its memory.
+const SETTLE_MS: u16 = 100;
+
 struct Server {
     init: i32,
     s: Stdio,
@@ -182,7 +185,10 @@ struct Server {
 
 impl Server {
     /// Polls; returns the ready sources, or `None` once draining after the exit timed out.
-    fn wait(&self, sigfd: &OwnedFd, idle_polls: &mut u32) -> Option<Vec<Src>> {
+    /// The first time the container has run for [`SETTLE_MS`] with nothing to do, gives
+    /// the memory of the monitor's start-up back (`settled`): not before, so a container
+    /// that exits at once (`run --rm … true`) is reaped without waiting for it.
+    fn wait(&self, sigfd: &OwnedFd, idle_polls: &mut u32, settled: &mut bool) -> Option<Vec<Src>> {
         let mut fds: Vec<(Src, BorrowedFd<'_>)> = vec![(Src::Signal, sigfd.as_fd())];
         if let Some(f) = &self.out {
             fds.push((Src::Out, f.as_fd()));
@@ -209,10 +215,18 @@ impl Server {
         // process outside the container's pid namespace may hold them open.
         let timeout = if self.code.is_some() {
             PollTimeout::from(200u16)
+        } else if !*settled {
+            PollTimeout::from(SETTLE_MS)
         } else {
             PollTimeout::NONE
         };
         match poll(&mut pfds, timeout) {
+            Ok(0) if self.code.is_none() => {
+                *settled = true;
+                crate::sys::trim_heap();
+                crate::sys::drop_clean_file_mappings();
+                Some(Vec::new())
+            }
             Ok(0) => {
                 *idle_polls += 1;
                 (*idle_polls <= 10).then(Vec::new)
@@ -331,9 +345,9 @@ pub(crate) fn serve(
         hub,
         buf: vec![0u8; crate::attach::MAX_FRAME],
     };
-    let mut idle_polls = 0;
+    let (mut idle_polls, mut settled) = (0, false);
     while sv.code.is_none() || sv.out.is_some() || sv.err.is_some() {
-        let Some(ready) = sv.wait(sigfd, &mut idle_polls) else {
+        let Some(ready) = sv.wait(sigfd, &mut idle_polls, &mut settled) else {
             break;
         };
         for src in ready {
