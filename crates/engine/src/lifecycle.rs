@@ -271,7 +271,7 @@ impl Engine {
     /// files with [`Retired::purge`] when the delay no longer matters. A purge cut short
     /// by a crash is finished by the next `rm` or `container prune`
     /// ([`sweep_trash`](Self::sweep_trash)).
-    pub fn remove_deferred(
+    pub(crate) fn remove_deferred(
         &mut self,
         key: &str,
         force: bool,
@@ -386,11 +386,11 @@ impl Engine {
 /// A removed container's directory, waiting in the trash to be deleted.
 #[derive(Debug)]
 #[must_use = "purge the retired directory"]
-pub struct Retired(Option<std::path::PathBuf>);
+pub(crate) struct Retired(Option<std::path::PathBuf>);
 
 impl Retired {
     /// Deletes the files.
-    pub fn purge(self) {
+    pub(crate) fn purge(self) {
         if let Some(p) = self.0 {
             let _ = fs::remove_dir_all(p);
         }
