@@ -55,8 +55,21 @@ fn pid_namespace_makes_the_program_pid_1_and_hides_the_host() {
     b.rt_ok(&["start", &id]);
     let pid = b.state_of(&id)["pid"].as_i64().unwrap();
     assert!(pid > 1);
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
-    assert!(cmdline.starts_with(b"sleep\x0030"));
+    // `start` returns once the init is released; its execve of the program follows.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    let mut cmdline = Vec::new();
+    while std::time::Instant::now() < deadline {
+        cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
+        if cmdline.starts_with(b"sleep\x0030") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert!(
+        cmdline.starts_with(b"sleep\x0030"),
+        "{}",
+        String::from_utf8_lossy(&cmdline)
+    );
     let host_ns = std::fs::read_link("/proc/self/ns/pid").unwrap();
     let ctr_ns = std::fs::read_link(format!("/proc/{pid}/ns/pid")).unwrap();
     assert_ne!(host_ns, ctr_ns);
