@@ -1,6 +1,7 @@
 //! The metadata store: one SQLite database (`<root>/berth.db`) in WAL mode. Every writer
 //! runs in a `BEGIN IMMEDIATE` transaction, so concurrent `berth` processes serialise on
-//! the database lock (bounded by `busy_timeout`) instead of failing with SQLITE_BUSY.
+//! the database lock (bounded by `busy_timeout`) instead of failing with SQLITE_BUSY; the
+//! few steps of opening where SQLite does not wait on its own are retried (`retry_busy`).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -68,6 +69,32 @@ CREATE TABLE IF NOT EXISTS volumes (
 /// WAL size, in pages, that triggers a checkpoint (see `connect`).
 const WAL_PAGES: i64 = 64;
 
+/// Kept in the store's `user_version`; a store below it gets `SCHEMA` applied (every
+/// statement there is `IF NOT EXISTS`, so older stores gain new tables).
+const SCHEMA_VERSION: i64 = 2;
+
+/// How long a `berth` command waits for another one holding the database lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Runs `f` again while it fails with SQLITE_BUSY, for the steps where SQLite does not
+/// call the busy handler itself, up to `BUSY_TIMEOUT`.
+fn retry_busy<T>(mut f: impl FnMut() -> rusqlite::Result<T>) -> rusqlite::Result<T> {
+    let start = std::time::Instant::now();
+    let mut pause = Duration::from_micros(500);
+    loop {
+        match f() {
+            Err(e)
+                if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DatabaseBusy)
+                    && start.elapsed() < BUSY_TIMEOUT =>
+            {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            r => return r,
+        }
+    }
+}
+
 impl Db {
     /// Opens (creating if needed) the store at `path`.
     pub fn open(path: &Path) -> Result<Db, DbError> {
@@ -97,17 +124,27 @@ impl Db {
             source,
         };
         let conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(Duration::from_secs(30))
-            .map_err(open_err)?;
-        // WAL lets readers run beside the one writer; NORMAL skips the fsync per commit
-        // (a power cut may lose the last commits, never corrupt the file).
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        // WAL lets readers run beside the one writer. Switching a new file to WAL needs
+        // the exclusive lock, and SQLite reports a lost race for it as SQLITE_BUSY
+        // without consulting the busy handler (50 `berth run -d` on a fresh root do
+        // race), so the switch is retried here; once the file is in WAL mode, the
+        // check is a read.
+        retry_busy(|| {
+            let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0))?;
+            if !mode.eq_ignore_ascii_case("wal") {
+                conn.pragma_update_and_check(None, "journal_mode", "WAL", |_| Ok(()))?;
+            }
+            Ok(())
+        })
+        .map_err(open_err)?;
+        // NORMAL skips the fsync per commit (a power cut may lose the last commits, never
+        // corrupt the file).
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
         // Keep the WAL when a connection closes: every `berth` command is a short process,
         // and a checkpoint (two fsyncs) plus WAL re-creation on each exit would dominate a
-        // `run`. Checkpoints still happen every 1000 pages.
+        // `run`.
         conn.set_db_config(
             rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
             true,
@@ -121,7 +158,24 @@ impl Db {
         // crosses the mark.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_PAGES)
             .map_err(open_err)?;
-        conn.execute_batch(SCHEMA).map_err(open_err)?;
+        // Tables are created (or an older store gains the new ones) in a write
+        // transaction taken up front, so racing first opens wait on the lock instead of
+        // failing when one's read snapshot goes stale; a store already at this schema
+        // costs one read.
+        retry_busy(|| {
+            let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if version < SCHEMA_VERSION {
+                conn.execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+                ))
+                .inspect_err(|_| {
+                    // Leave no half-open transaction behind a failed attempt.
+                    let _ = conn.execute_batch("ROLLBACK");
+                })?;
+            }
+            Ok(())
+        })
+        .map_err(open_err)?;
         Ok(conn)
     }
 
@@ -309,6 +363,72 @@ mod tests {
             name: name.into(),
             created: format!("2026-01-01T00:00:00.{id}Z"),
             ..Default::default()
+        }
+    }
+
+    /// Run by `many_first_opens_race_without_busy_errors` in a child process: opens the
+    /// store named in the environment and adds one record. A no-op otherwise.
+    #[test]
+    fn first_open_child() {
+        let (Ok(path), Ok(id)) = (
+            std::env::var("BERTH_TEST_DB"),
+            std::env::var("BERTH_TEST_DB_ID"),
+        ) else {
+            return;
+        };
+        // All children open at the same moment, as far as the clock allows.
+        if let Some(at) = std::env::var("BERTH_TEST_DB_AT")
+            .ok()
+            .and_then(|t| t.parse::<u128>().ok())
+        {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros();
+            if at > now {
+                std::thread::sleep(Duration::from_micros((at - now) as u64));
+            }
+        }
+        let mut db = Db::open(Path::new(&path)).unwrap();
+        db.insert(&rec(&id, &format!("n{id}"))).unwrap();
+    }
+
+    #[test]
+    fn many_first_opens_race_without_busy_errors() {
+        // Every `berth` command is its own process; 50 `run -d` at once on a fresh root
+        // all create the file, switch it to WAL and create the tables together. (Threads
+        // in one process do not show the race: SQLite shares their file locks.)
+        let exe = std::env::current_exe().unwrap();
+        for _ in 0..10 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("b.db");
+            let at = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_micros()
+                + 200_000;
+            let children: Vec<_> = (0..40)
+                .map(|i| {
+                    std::process::Command::new(&exe)
+                        .args(["--exact", "db::tests::first_open_child", "--quiet"])
+                        .env("BERTH_TEST_DB", &path)
+                        .env("BERTH_TEST_DB_ID", format!("{i:04}"))
+                        .env("BERTH_TEST_DB_AT", at.to_string())
+                        .stdout(std::process::Stdio::null())
+                        .stderr(std::process::Stdio::piped())
+                        .spawn()
+                        .unwrap()
+                })
+                .collect();
+            for c in children {
+                let o = c.wait_with_output().unwrap();
+                assert!(
+                    o.status.success(),
+                    "a first open failed: {}",
+                    String::from_utf8_lossy(&o.stderr)
+                );
+            }
+            assert_eq!(Db::open(&path).unwrap().list().unwrap().len(), 40);
         }
     }
 
