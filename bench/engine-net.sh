@@ -50,10 +50,10 @@ for m in "${modes[@]}"; do run_one "$m"; done
 declare -A samples
 for ((i = 1; i <= runs; i++)); do
     for m in "${modes[@]}"; do
-        t0=$(date +%s%N)
+        t0=${EPOCHREALTIME/./}
         run_one "$m"
-        t1=$(date +%s%N)
-        samples[$m]+="$(((t1 - t0) / 1000)) "
+        t1=${EPOCHREALTIME/./}
+        samples[$m]+="$((t1 - t0)) "
     done
     ((i % 10 == 0)) && echo "round $i/$runs" >&2
 done

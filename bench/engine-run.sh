@@ -80,15 +80,26 @@ for t in "${tools[@]}"; do "run_$t" >/dev/null || { echo "$t does not work" >&2;
 declare -A times
 for ((r = 0; r < runs + 2; r++)); do
     for t in "${tools[@]}"; do
-        start=$(date +%s%N)
+        # bash's own clock (µs): a `$(date)` on each side would add ~1 ms of fork and
+        # exec to every sample, a share that would shrink the ratios of the fastest tool.
+        start=${EPOCHREALTIME/./}
         "run_$t" >/dev/null
-        end=$(date +%s%N)
+        end=${EPOCHREALTIME/./}
         # Two warm-up rounds are not counted.
-        if [ "$r" -ge 2 ]; then times[$t]+="$(( (end - start) / 1000 )) "; fi
+        if [ "$r" -ge 2 ]; then times[$t]+="$((end - start)) "; fi
     done
     echo "round $r done" >&2
 done
 
+# What the crun wrapper above adds to each podman+crun sample (unshare + sh), measured
+# the same way, so the table can be read without it.
+wrap=""
+for ((r = 0; r < runs; r++)); do
+    start=${EPOCHREALTIME/./}
+    unshare -m sh -c 'umount -l /sys/fs/cgroup/unified; exec "$@"' sh true
+    end=${EPOCHREALTIME/./}
+    wrap+="$((end - start)) "
+done
 stats() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1; s+=$1} END {printf "%.1f %.1f %.1f\n", a[int((NR+1)/2)]/1000, s/NR/1000, a[int(NR*0.95+0.999)]/1000}'; }
 read -r berth_med _ < <(echo "${times[berth]}" | stats)
 echo "\`run --rm busybox true\`, same image from a local registry; $runs runs each (+2 warm-up rounds), interleaved; $(nproc) CPUs."
@@ -106,6 +117,9 @@ for t in "${tools[@]}"; do
     esac
     echo "| $label | $med | $mean | $p95 | $ratio× |"
 done
+read -r wrap_med _ < <(echo "$wrap" | stats)
+echo
+echo "podman+crun's samples include ${wrap_med} ms (median) of the wrapper that hides the hybrid layout's cgroup2 mount from crun (unshare + sh)."
 
 # 3. 100 x run -d, then rm -f of all of them.
 echo "100 x run -d" >&2

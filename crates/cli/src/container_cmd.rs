@@ -467,6 +467,8 @@ fn copy(e: &mut Engine, src: &str, dst: &str, opts: &berth_engine::CopyOptions) 
 
 fn prune(g: &Globals) -> Result<()> {
     let mut e = open_engine(g)?;
+    // Also finishes removals a crash cut short (see `Engine::sweep_trash`).
+    e.sweep_trash();
     let mut n = 0;
     println!("Deleted Containers:");
     for r in e.list()? {

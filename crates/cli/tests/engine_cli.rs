@@ -378,6 +378,85 @@ fn kill_9_of_the_monitor() -> Result<()> {
 }
 
 #[test]
+fn kill_9_of_a_rm_monitor_after_it_reported_the_exit() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    let env = Env::new()?;
+    // A `--rm` monitor reports the exit once the container is gone for every command
+    // (record, name, mount, image hold) and deletes the runtime's cgroups and state
+    // after. Crash it right between the two (fault injection, see engine/src/fault.rs).
+    let o = env
+        .cmd(&[
+            "run", "--rm", "--name", "fx", "busybox", "sh", "-c", "exit 3",
+        ])
+        .env("BERTH_FAULT", "monitor-exit-reported")
+        .output()?;
+    assert_eq!(o.status.code(), Some(3), "{}", err(&o));
+    wait_for("the monitor to die", || Ok(env.monitors().is_empty()))?;
+    assert!(env.ids()?.is_empty(), "the container is still listed");
+    let trash: Vec<String> = fs::read_dir(env.root().join("trash"))?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_>>()?;
+    assert_eq!(
+        trash.len(),
+        1,
+        "the crash leaves the directory in the trash"
+    );
+    let id = trash[0].clone();
+    assert!(
+        env.runroot().join("runtime").join(&id).exists(),
+        "the runtime's state is still there to finish with"
+    );
+    // The name is free again.
+    env.ok(&["create", "--name", "fx", "busybox", "true"])?;
+    // `container prune` (as any `rm`) finishes the removal (and removes the new `fx`).
+    env.ok(&["container", "prune", "-f"])?;
+    assert!(!env.runroot().join("runtime").join(&id).exists());
+    let left = env.leftovers(std::slice::from_ref(&id));
+    assert!(left.is_empty(), "left behind: {left}");
+    Ok(())
+}
+
+#[test]
+fn kill_9_of_berth_run_after_it_mounted_for_its_monitor() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    let env = Env::new()?;
+    // `berth run` claims the record and mounts the rootfs while its monitor execs, then
+    // hands the record over. Killed right before the hand-over, the monitor gets nothing
+    // and does both itself: the container runs, on one rootfs mount, not two.
+    let o = env
+        .cmd(&["run", "-d", "--name", "ho", "busybox", "sleep", "1000"])
+        .env("BERTH_FAULT", "hand-off-mounted")
+        .output()?;
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&o.status),
+        Some(9),
+        "berth run should have died at the fault point: {}",
+        err(&o)
+    );
+    wait_for("the container to run", || {
+        Ok(env.ok(&["ps", "--format", "{{.Names}} {{.State}}"])?.trim() == "ho running")
+    })?;
+    let id = env
+        .ok(&["inspect", "-f", "{{.Id}}", "ho"])?
+        .trim()
+        .to_string();
+    let rootfs = env.root().join("containers").join(&id).join("rootfs");
+    let mounts = fs::read_to_string("/proc/self/mountinfo")?;
+    let n = mounts
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some(rootfs.to_str().unwrap_or_default()))
+        .count();
+    assert_eq!(n, 1, "rootfs mounted {n} times");
+    assert_eq!(env.ok(&["exec", "ho", "echo", "in"])?.trim(), "in");
+    env.ok(&["rm", "-f", "ho"])?;
+    env.assert_clean_after_rm(&[id])
+}
+
+#[test]
 fn kill_9_of_berth_run_mid_start() -> Result<()> {
     if !can_run() {
         return Ok(());

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -73,6 +73,17 @@ impl Engine {
             db,
             monitor: monitor.to_path_buf(),
         })
+    }
+
+    /// The engine as a monitor uses it: the directories exist (its `berth` made them) and
+    /// the database is connected on first use.
+    pub(crate) fn for_monitor(root: &Path, runroot: &Path) -> Engine {
+        Engine {
+            root: root.to_path_buf(),
+            runroot: runroot.to_path_buf(),
+            db: Db::open_lazy(&root.join("berth.db")),
+            monitor: PathBuf::new(),
+        }
     }
 
     /// `<root>/containers/<id>`: bundle, rootfs mount point, `/etc` files, log.
@@ -225,15 +236,23 @@ impl Engine {
         } else if !rec.config.open_stdin || mode != "attach" {
             cmd.stdin(Stdio::null());
         }
-        sys::pass_status_fd(&mut cmd, &wr).map_err(io_err("pass the status pipe"))?;
+        sys::pass_fd(&mut cmd, sys::STATUS_FD_ENV, &wr).map_err(io_err("pass the status pipe"))?;
+        let (handoff_rd, handoff_wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| io_err("create hand-off pipe")(e.into()))?;
+        sys::pass_fd(&mut cmd, sys::HANDOFF_FD_ENV, &handoff_rd)
+            .map_err(io_err("pass the hand-off pipe"))?;
         let child = cmd
             .spawn()
             .map_err(io_err(format!("run `{}`", self.monitor.display())))?;
         drop(wr);
+        drop(handoff_rd);
+        crate::trace::mark("monitor spawned");
         // The monitor is its own session leader and outlives us; we never wait for it
         // (its exit is reported through the pipe), so do not keep the handle.
         let monitor = i32::try_from(child.id()).unwrap_or(0);
         drop(child);
+        self.hand_off(&rec.id, monitor, File::from(handoff_wr));
+        crate::trace::mark("handed off");
         let mut status = BufReader::new(File::from(rd));
         let mut line = String::new();
         status
@@ -251,6 +270,40 @@ impl Engine {
             Report::Exit(_) | Report::Detached | Report::Lost => {
                 Err(EngineError::MonitorLost(rec.id))
             }
+        }
+    }
+}
+
+impl Engine {
+    /// While the new monitor execs and starts up, we would only wait for it: claim the
+    /// container for it and mount its rootfs meanwhile (on the other CPU), then send it
+    /// the claimed record through the hand-off pipe. If any step fails (or we die), the
+    /// pipe closes empty and the monitor does both itself, reporting the error, if
+    /// there is one, like any other. The mount is done under the container directory's
+    /// lock, with the record checked there: a concurrent `rm -f` (which marks the
+    /// record Dead, then unmounts under the same lock) cannot miss it.
+    fn hand_off(&mut self, id: &str, monitor: i32, mut to: File) {
+        let Some(_lock) = crate::lifecycle::lock_dir(&self.container_dir(id), false) else {
+            return;
+        };
+        let start = crate::lifecycle::process_start_time(monitor).unwrap_or(0);
+        let Ok(rec) = self.db.update(id, |r| {
+            if r.state.status == crate::record::Status::Dead {
+                return Err(crate::db::DbError::Removing(r.id.clone()));
+            }
+            r.state.monitor_pid = monitor;
+            r.state.monitor_start = start;
+            r.state.stopped_by_user = false;
+            Ok(())
+        }) else {
+            return;
+        };
+        if crate::prepare::rootfs(self, &rec).is_err() {
+            return;
+        }
+        crate::fault::point("hand-off-mounted");
+        if let Ok(text) = serde_json::to_vec(&rec) {
+            let _ = to.write_all(&text);
         }
     }
 }

@@ -105,6 +105,15 @@ impl Db {
         })
     }
 
+    /// The store at `path`, connected on first use (the monitor, which hands its first
+    /// writes to the container's start-up).
+    pub fn open_lazy(path: &Path) -> Db {
+        Db {
+            path: path.to_path_buf(),
+            conn: None,
+        }
+    }
+
     /// Closes the connection; the next operation reopens it.
     pub fn close(&mut self) {
         self.conn = None;

@@ -14,6 +14,7 @@ mod copy;
 mod copyup;
 mod db;
 mod exec;
+mod fault;
 mod inspect;
 mod lifecycle;
 mod logs;

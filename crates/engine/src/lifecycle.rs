@@ -305,7 +305,13 @@ impl Engine {
             e => Err(e),
         })?;
         crate::network::release(self, &rec.id);
-        prepare::unmount(self, &rec.id)?;
+        {
+            // A `berth` still mounting the rootfs for the monitor it started (see
+            // `Engine::hand_off`) holds this lock; it checked under it that the record
+            // is not Dead, so once we have the lock nothing mounts it any more.
+            let _lock = lock_dir(&self.container_dir(&rec.id), false);
+            prepare::unmount(self, &rec.id)?;
+        }
         let retired = self.drop_record(&rec, volumes)?;
         Ok((rec.id, retired))
     }
@@ -354,44 +360,74 @@ impl Engine {
     }
 
     /// Moves `dir` out of sight into the trash (same filesystem: one rename); removes it
-    /// in place if it cannot be moved.
+    /// in place if it cannot be moved. The entry is locked until purged, so a sweep by
+    /// another `berth` leaves it to its owner.
     fn retire(&self, dir: &std::path::Path) -> Result<Retired, EngineError> {
-        if !dir.exists() {
+        let Some(lock) = lock_dir(dir, false) else {
             return Ok(Retired(None));
-        }
+        };
         let trash = self.trash_dir();
         let _ = fs::create_dir(&trash);
         let name = dir.file_name().unwrap_or_default();
         let to = trash.join(name);
         if fs::rename(dir, &to).is_ok() {
-            return Ok(Retired(Some(to)));
+            return Ok(Retired(Some((to, lock))));
         }
         fs::remove_dir_all(dir).map_err(crate::io_err(format!("remove `{}`", dir.display())))?;
         Ok(Retired(None))
     }
 
-    /// Deletes what crashed purges left in the trash; errors are ignored (a monitor may
-    /// be purging the same directory right now).
-    pub(crate) fn sweep_trash(&self) {
+    /// Finishes removals cut short (a monitor killed between reporting a `--rm`
+    /// container's exit and deleting it): each unlocked entry of the trash (named by the
+    /// container id) is deleted from the runtime, if it still is there, and then from
+    /// disk.
+    pub fn sweep_trash(&self) {
+        let rt = self.runtime_root();
         for e in fs::read_dir(self.trash_dir())
             .into_iter()
             .flatten()
             .flatten()
         {
-            let _ = fs::remove_dir_all(e.path());
+            let path = e.path();
+            let Some(_lock) = lock_dir(&path, true) else {
+                continue;
+            };
+            if let Some(id) = e.file_name().to_str() {
+                let _ = container::delete(&rt, id, true);
+            }
+            let _ = fs::remove_dir_all(&path);
         }
     }
 }
 
-/// A removed container's directory, waiting in the trash to be deleted.
+/// An exclusive `flock` on directory `dir` (held while the descriptor lives); `None` if
+/// it is gone or, with `try_only`, locked by someone else.
+pub(crate) fn lock_dir(dir: &std::path::Path, try_only: bool) -> Option<fs::File> {
+    use rustix::fs::{FlockOperation, flock};
+    let f = fs::File::open(dir).ok()?;
+    let op = if try_only {
+        FlockOperation::NonBlockingLockExclusive
+    } else {
+        FlockOperation::LockExclusive
+    };
+    // Unlocked only where taking it would wait (or fails outright, which would not
+    // stop a removal): the lock only keeps sweeps off.
+    match flock(&f, op) {
+        Err(_) if try_only => None,
+        _ => Some(f),
+    }
+}
+
+/// A removed container's directory, waiting in the trash to be deleted (locked: see
+/// [`Engine::sweep_trash`]).
 #[derive(Debug)]
 #[must_use = "purge the retired directory"]
-pub(crate) struct Retired(Option<std::path::PathBuf>);
+pub(crate) struct Retired(Option<(std::path::PathBuf, fs::File)>);
 
 impl Retired {
     /// Deletes the files.
     pub(crate) fn purge(self) {
-        if let Some(p) = self.0 {
+        if let Some((p, _lock)) = self.0 {
             let _ = fs::remove_dir_all(p);
         }
     }

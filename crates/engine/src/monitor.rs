@@ -3,6 +3,10 @@
 //! then holds its stdio or pty, writes the json-file log, records the exit code and time,
 //! and applies `--rm` and the restart policy. It is single-threaded (the runtime forks).
 //!
+//! At the first start it reads the container's record from the hand-off pipe (fd number in
+//! `BERTH_MONITOR_HANDOFF_FD`): the `berth` that started it claims the record and mounts
+//! the rootfs while we exec (`Engine::hand_off`); an empty pipe means we do both.
+//!
 //! It reports to the `berth` process that started it over a pipe (its fd number in
 //! `BERTH_MONITOR_STATUS_FD`), one line each:
 //! `started PID`, `error CODE MESSAGE`, `detached` (the attached caller typed the detach
@@ -35,7 +39,12 @@ struct Ended {
 /// What the monitor does after the container exited.
 enum Next {
     Restart(Duration),
-    Done(Option<crate::lifecycle::Retired>),
+    /// Report the exit; then, for a `--rm` container, delete it from the runtime if that
+    /// was left for after the report (`runtime_left`) and purge its retired directory.
+    Done {
+        retired: Option<crate::lifecycle::Retired>,
+        runtime_left: bool,
+    },
 }
 
 struct Monitor {
@@ -50,12 +59,19 @@ struct Monitor {
     sigfd: OwnedFd,
     /// `--rm`: removed at its exit (from the record at the last start).
     auto_remove: bool,
+    /// The container has a pid namespace of its own (from the record at the last start).
+    own_pid_namespace: bool,
+    /// The pipe on which the `berth` that started us sends the record it claimed for us
+    /// once it has mounted the rootfs too (see `Engine::hand_off`); read at the first
+    /// start.
+    handoff: Option<File>,
 }
 
 /// The monitor's `main`; returns its exit status.
 pub fn monitor_main(args: &[String]) -> i32 {
     crate::trace::mark("monitor: up");
-    let status = crate::sys::take_status_fd();
+    let status = crate::sys::take_fd(crate::sys::STATUS_FD_ENV);
+    let handoff = crate::sys::take_fd(crate::sys::HANDOFF_FD_ENV);
     let (root, runroot, id, mode, keys) = match args {
         [root, runroot, id, mode, rest @ ..] if rest.len() <= 1 => {
             let keys = rest.first().and_then(|k| DetachKeys::parse(k).ok());
@@ -73,7 +89,7 @@ pub fn monitor_main(args: &[String]) -> i32 {
     let setup = || -> Result<(Engine, OwnedFd), EngineError> {
         foreground::become_subreaper().map_err(crate::io_err("become subreaper"))?;
         let sigfd = foreground::block_signals().map_err(crate::io_err("block signals"))?;
-        let engine = Engine::open(root.as_ref(), runroot.as_ref(), "".as_ref())?;
+        let engine = Engine::for_monitor(root.as_ref(), runroot.as_ref());
         Ok((engine, sigfd))
     };
     let mut status = status;
@@ -96,6 +112,8 @@ pub fn monitor_main(args: &[String]) -> i32 {
         keys,
         sigfd,
         auto_remove: false,
+        own_pid_namespace: false,
+        handoff,
     };
     m.run()
 }
@@ -130,9 +148,17 @@ impl Monitor {
             }
             match after {
                 Ok(Next::Restart(delay)) => std::thread::sleep(delay),
-                Ok(Next::Done(retired)) => {
+                Ok(Next::Done {
+                    retired,
+                    runtime_left,
+                }) => {
                     report(&mut self.status, &format!("exit {}", ended.code));
                     crate::trace::mark("monitor: exit reported");
+                    crate::fault::point("monitor-exit-reported");
+                    if runtime_left {
+                        let _ = container::delete(&self.engine.runtime_root(), &self.id, true);
+                        crate::trace::mark("monitor: runtime deleted");
+                    }
                     if let Some(r) = retired {
                         r.purge();
                     }
@@ -181,36 +207,38 @@ impl Monitor {
     }
 
     fn run_once(&mut self, first: bool) -> Result<Ended, EngineError> {
-        let me = std::process::id() as i32;
-        let start = crate::lifecycle::process_start_time(me).unwrap_or(0);
-        // Claim the container; a concurrent `rm -f` marks it Dead first and we back off.
-        let rec = self.engine.db.update(&self.id, |r| {
-            if r.state.status == Status::Dead {
-                return Err(DbError::Removing(r.id.clone()));
+        let rec = match self.handoff.take().and_then(|f| handed_off(f, &self.id)) {
+            Some(rec) => {
+                crate::trace::mark("monitor: handed off");
+                rec
             }
-            r.state.monitor_pid = me;
-            r.state.monitor_start = start;
-            r.state.stopped_by_user = r.state.stopped_by_user && !first;
-            Ok(())
-        })?;
-        crate::trace::mark("monitor: claimed");
+            None => {
+                let rec = self.claim(first)?;
+                crate::trace::mark("monitor: claimed");
+                prepare::rootfs(&self.engine, &rec)?;
+                crate::trace::mark("monitor: rootfs mounted");
+                rec
+            }
+        };
         self.auto_remove = rec.host_config.auto_remove;
+        self.own_pid_namespace = matches!(rec.host_config.pid_mode.as_str(), "" | "private");
         let argv = rec.argv();
         if argv.is_empty() {
             return Err(EngineError::NoCommand);
         }
-        prepare::rootfs(&self.engine, &rec)?;
-        crate::trace::mark("monitor: rootfs mounted");
         self.engine.copy_up_volumes(&rec)?;
         let rootfs = self.engine.container_dir(&self.id).join("rootfs");
         prepare::check_executable(&rootfs, &argv[0], &rec.config.env)?;
+        crate::trace::mark("monitor: program checked");
         let spec = prepare::spec(&mut self.engine, &rec, &argv)?;
+        crate::trace::mark("monitor: spec made");
         let dir = self.engine.container_dir(&self.id);
         let text = serde_json::to_vec(&spec).map_err(crate::spec::SpecBuildError::Spec)?;
         std::fs::write(dir.join("config.json"), text).map_err(crate::io_err(format!(
             "write `{}/config.json`",
             dir.display()
         )))?;
+        crate::trace::mark("monitor: config.json written");
         // Clients may connect from now on; they are served once the container runs.
         let hub = Hub::listen(&self.engine.attach_dir(&self.id))?;
         let mut stdio = Stdio::redirect(&rec, self.attach, self.attach_stdin)?;
@@ -230,10 +258,15 @@ impl Monitor {
         let created = created?;
         crate::trace::mark("monitor: runtime created");
         crate::network::attach(&self.engine, &rec, created.pid)?;
-        let rec = self.mark_running(created.pid)?;
-        crate::trace::mark("monitor: network attached, recorded running");
+        crate::trace::mark("monitor: network attached");
+        // Started before it is recorded as running, so the record's write overlaps the
+        // program's exec; `started` is reported (and `run -d` returns) only after both.
+        // A concurrent `rm -f` that marked it Dead meanwhile makes `mark_running` fail,
+        // and `fail` deletes the started container.
         container::start(&self.engine.runtime_root(), &self.id)?;
         crate::trace::mark("monitor: runtime started");
+        let rec = self.mark_running(created.pid)?;
+        crate::trace::mark("monitor: recorded running");
         report(&mut self.status, &format!("started {}", created.pid));
         let log = open_log(&self.engine, &rec);
         // Idle from here on: drop the database connection (SQLite's caches); `serve` gives
@@ -250,6 +283,21 @@ impl Monitor {
         );
         crate::trace::mark("monitor: init exited, output drained");
         Ok(Ended { code, hub })
+    }
+
+    /// Claims the container; a concurrent `rm -f` marks it Dead first and we back off.
+    fn claim(&mut self, first: bool) -> Result<ContainerRecord, EngineError> {
+        let me = std::process::id() as i32;
+        let start = crate::lifecycle::process_start_time(me).unwrap_or(0);
+        Ok(self.engine.db.update(&self.id, |r| {
+            if r.state.status == Status::Dead {
+                return Err(DbError::Removing(r.id.clone()));
+            }
+            r.state.monitor_pid = me;
+            r.state.monitor_start = start;
+            r.state.stopped_by_user = r.state.stopped_by_user && !first;
+            Ok(())
+        })?)
     }
 
     fn mark_running(&mut self, pid: i32) -> Result<ContainerRecord, EngineError> {
@@ -272,7 +320,25 @@ impl Monitor {
     /// (with a `--rm` container's directory left to delete once the exit is reported).
     fn after_exit(&mut self, code: i32) -> Result<Next, EngineError> {
         let rt = self.engine.runtime_root();
+        if self.auto_remove && self.own_pid_namespace {
+            // `--rm` with its own pid namespace: the init's exit ended every process of
+            // the container (the kernel kills and waits for them before the init is
+            // reaped), so its cgroups are empty. What others can see goes before the exit
+            // is reported: the rootfs mount, the network, the record and name, the image
+            // hold. The runtime's cgroups and state follow the report; if we die in
+            // between, the directory in the trash tells `rm`/`prune` to finish the job.
+            let _ = prepare::unmount(&self.engine, &self.id);
+            crate::network::release(&self.engine, &self.id);
+            let retired = self.engine.forget(&self.id, true)?;
+            crate::trace::mark("monitor: removed");
+            return Ok(Next::Done {
+                retired,
+                runtime_left: true,
+            });
+        }
         let oom = container::oom_kills(&rt, &self.id).unwrap_or(0) > 0;
+        // With the host's (or another container's) pid namespace, processes may outlive
+        // the init: the forced delete kills them first.
         let _ = container::delete(&rt, &self.id, true);
         crate::trace::mark("monitor: runtime deleted");
         let _ = prepare::unmount(&self.engine, &self.id);
@@ -285,7 +351,10 @@ impl Monitor {
             // (the record is Dead) removes it itself.
             let retired = self.engine.forget(&self.id, true)?;
             crate::trace::mark("monitor: removed");
-            return Ok(Next::Done(retired));
+            return Ok(Next::Done {
+                retired,
+                runtime_left: false,
+            });
         }
         let rec = self.engine.db.update(&self.id, |r| {
             r.state.exit_code = code;
@@ -310,8 +379,21 @@ impl Monitor {
             return Ok(Next::Restart(Duration::from_millis(100 << n)));
         }
         crate::trace::mark("monitor: exit recorded");
-        Ok(Next::Done(None))
+        Ok(Next::Done {
+            retired: None,
+            runtime_left: false,
+        })
     }
+}
+
+/// The record our `berth` claimed for us, with the rootfs mounted; `None` if it sent
+/// nothing (it failed or died: we claim and mount ourselves).
+fn handed_off(mut from: File, id: &str) -> Option<ContainerRecord> {
+    use std::io::Read;
+    let mut text = Vec::new();
+    from.read_to_end(&mut text).ok()?;
+    let rec: ContainerRecord = serde_json::from_slice(&text).ok()?;
+    (rec.id == id).then_some(rec)
 }
 
 fn should_restart(r: &ContainerRecord, code: i32) -> bool {

@@ -1,6 +1,6 @@
 //! The few raw calls the engine needs that have no safe wrapper: handing the monitor its
-//! status pipe across exec, and taking it back in the monitor. All unsafe code of the
-//! crate lives here.
+//! pipes across exec, and taking them back in the monitor. All unsafe code of the crate
+//! lives here.
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -10,25 +10,29 @@ use std::process::Command;
 /// The environment variable that tells the monitor which fd its status pipe is.
 pub(crate) const STATUS_FD_ENV: &str = "BERTH_MONITOR_STATUS_FD";
 
+/// The environment variable that names the fd of the monitor's hand-off pipe (see
+/// `Engine::hand_off`).
+pub(crate) const HANDOFF_FD_ENV: &str = "BERTH_MONITOR_HANDOFF_FD";
+
 /// Lets the child `cmd` spawns inherit `fd` (at the same number, named in its
-/// environment). No `pre_exec` hook: with none, std spawns with posix_spawn (a vfork-like
+/// environment as `env`). No `pre_exec` hook: with none, std spawns with posix_spawn (a vfork-like
 /// clone) instead of fork + exec, which copies none of our page tables — on every
 /// container start. `berth` is single-threaded, so no other spawn can inherit the fd
 /// while its close-on-exec flag is off; the caller closes it right after the spawn.
-pub(crate) fn pass_status_fd(cmd: &mut Command, fd: &OwnedFd) -> std::io::Result<()> {
+pub(crate) fn pass_fd(cmd: &mut Command, env: &str, fd: &OwnedFd) -> std::io::Result<()> {
     let raw = fd.as_raw_fd();
     // SAFETY: F_SETFD on an fd we own (borrowed for the call) touches no memory.
     if unsafe { libc::fcntl(raw, libc::F_SETFD, 0) } < 0 {
         return Err(std::io::Error::last_os_error());
     }
-    cmd.env(STATUS_FD_ENV, raw.to_string());
+    cmd.env(env, raw.to_string());
     Ok(())
 }
 
-/// Takes ownership of the status pipe in the monitor, if one was passed; marks it
-/// close-on-exec so the container never inherits it.
-pub(crate) fn take_status_fd() -> Option<File> {
-    let raw: RawFd = std::env::var(STATUS_FD_ENV).ok()?.parse().ok()?;
+/// Takes ownership of the pipe the environment variable `env` names in the monitor, if
+/// one was passed; marks it close-on-exec so the container never inherits it.
+pub(crate) fn take_fd(env: &str) -> Option<File> {
+    let raw: RawFd = std::env::var(env).ok()?.parse().ok()?;
     if raw < 3 {
         return None;
     }
@@ -39,8 +43,8 @@ pub(crate) fn take_status_fd() -> Option<File> {
     // SAFETY: as above; sets FD_CLOEXEC on an fd that is open.
     unsafe { libc::fcntl(raw, libc::F_SETFD, libc::FD_CLOEXEC) };
     // SAFETY: the fd is open (checked above) and nothing else in the monitor owns it: the
-    // monitor is a fresh exec whose only inherited fds are stdio and this pipe, named by
-    // our parent in the environment.
+    // monitor is a fresh exec whose only inherited fds are stdio and the pipes its parent
+    // named in the environment, each taken once at start-up.
     Some(unsafe { File::from_raw_fd(raw) })
 }
 
