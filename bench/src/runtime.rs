@@ -84,6 +84,26 @@ pub struct Runtime {
     timeout: Duration,
 }
 
+impl Drop for Runtime {
+    /// Deletes the containers left behind. Also: crun, seeing no cgroup2 mount in the namespace that hides it, makes its v2 cgroup
+    /// dirs in the tmpfs beneath (`/sys/fs/cgroup/unified/berth-bench-<pid>/…`, visible
+    /// only there); they are removed there, if that view is still a tmpfs.
+    fn drop(&mut self) {
+        self.delete_all();
+        let Some(ns) = &self.mount_ns else {
+            return;
+        };
+        let dir = Path::new("/sys/fs/cgroup/unified").join(crate::cgroup::parent_name());
+        let _ = sys::in_mount_ns(ns, || {
+            let tmpfs = nix::sys::statfs::statfs("/sys/fs/cgroup/unified")
+                .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::TMPFS_MAGIC);
+            if tmpfs {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        });
+    }
+}
+
 impl Runtime {
     /// Sets up `path` under the label `name` with a fresh `--root` dir. With
     /// `hide_unified`, every invocation runs in a private mount namespace where
@@ -264,12 +284,6 @@ impl Runtime {
             let _ = f.take(4096).read_to_string(&mut text);
         }
         text.trim().to_owned()
-    }
-}
-
-impl Drop for Runtime {
-    fn drop(&mut self) {
-        self.delete_all();
     }
 }
 

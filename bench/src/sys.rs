@@ -139,6 +139,21 @@ pub(crate) fn mount_ns_without(hidden: &'static CStr) -> io::Result<File> {
     .map_err(|_| io::Error::other("mount namespace thread panicked"))?
 }
 
+/// Runs `f` on a short-lived thread that has entered the mount namespace `ns` (it
+/// unshares its fs first, which setns of a mount namespace requires); the rest of the
+/// process keeps its namespace.
+pub(crate) fn in_mount_ns<T: Send>(ns: &File, f: impl FnOnce() -> T + Send) -> io::Result<T> {
+    std::thread::scope(|s| {
+        s.spawn(|| -> io::Result<T> {
+            nix::sched::unshare(CloneFlags::CLONE_FS)?;
+            nix::sched::setns(ns.as_fd(), CloneFlags::CLONE_NEWNS)?;
+            Ok(f())
+        })
+        .join()
+        .map_err(|_| io::Error::other("mount namespace thread panicked"))?
+    })
+}
+
 /// Switches the calling process into the mount namespace `ns`. Called between fork and
 /// exec, so it only makes the setns syscall (async-signal-safe, no allocation).
 pub(crate) fn enter_mount_ns(ns: i32) -> io::Result<()> {
