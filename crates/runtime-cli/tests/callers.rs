@@ -316,6 +316,7 @@ extern "C" fn stop_owned() {
             unsafe { libc::waitpid(pid, std::ptr::null_mut(), 0) };
         }
     }
+    remove_podman_parent();
     // conmon and shims of failed tests may end only now; reap them rather than leave
     // zombies to init. Bounded: a caller still running is left to init.
     let deadline = Instant::now() + Duration::from_secs(3);
@@ -328,6 +329,25 @@ extern "C" fn stop_owned() {
         if rc == 0 {
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// Podman (cgroupfs manager) parks conmon in `libpod_parent/conmon` of every hierarchy
+/// and keeps both; remove them where empty (a busy one is someone's running podman).
+fn remove_podman_parent() {
+    let root = Path::new("/sys/fs/cgroup");
+    let mut hierarchies = vec![root.to_path_buf()];
+    hierarchies.extend(
+        std::fs::read_dir(root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path()),
+    );
+    for h in hierarchies {
+        let parent = h.join("libpod_parent");
+        let _ = std::fs::remove_dir(parent.join("conmon"));
+        let _ = std::fs::remove_dir(parent);
     }
 }
 
