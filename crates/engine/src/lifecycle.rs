@@ -340,10 +340,13 @@ impl Engine {
         volumes: bool,
     ) -> Result<Retired, EngineError> {
         self.remove_attach_dir(&rec.id);
+        crate::trace::mark("forget: attach dir");
         let retired = self.retire(&self.container_dir(&rec.id))?;
+        crate::trace::mark("forget: retired");
         if let Ok(digest) = rec.image_id.parse::<berth_image::Digest>() {
             let _ = self.image_store()?.release(&digest, &rec.id);
         }
+        crate::trace::mark("forget: released");
         self.db.remove(&rec.id)?;
         if volumes {
             // After the record is gone, so the volumes are no longer in use by it; one

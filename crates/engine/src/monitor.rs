@@ -269,10 +269,11 @@ impl Monitor {
         crate::trace::mark("monitor: recorded running");
         report(&mut self.status, &format!("started {}", created.pid));
         let log = open_log(&self.engine, &rec);
-        // Idle from here on: drop the database connection (SQLite's caches); `serve` gives
-        // the start-up's memory back once the container has run for a moment.
-        self.engine.db.close();
         drop(rec);
+        // Idle from here on: once the container has run for a moment, `serve` has us drop
+        // the database connection (SQLite's caches) and gives the start-up's memory back.
+        // A container that exits before then finds the connection still open.
+        let db = &mut self.engine.db;
         let (code, hub) = serve(
             created.pid,
             &self.sigfd,
@@ -280,6 +281,7 @@ impl Monitor {
             created.console,
             log,
             Some(hub),
+            &mut || db.close(),
         );
         crate::trace::mark("monitor: init exited, output drained");
         Ok(Ended { code, hub })
@@ -328,7 +330,9 @@ impl Monitor {
             // hold. The runtime's cgroups and state follow the report; if we die in
             // between, the directory in the trash tells `rm`/`prune` to finish the job.
             let _ = prepare::unmount(&self.engine, &self.id);
+            crate::trace::mark("monitor: unmounted");
             crate::network::release(&self.engine, &self.id);
+            crate::trace::mark("monitor: network released");
             let retired = self.engine.forget(&self.id, true)?;
             crate::trace::mark("monitor: removed");
             return Ok(Next::Done {

@@ -185,10 +185,17 @@ struct Server {
 
 impl Server {
     /// Polls; returns the ready sources, or `None` once draining after the exit timed out.
-    /// The first time the container has run for [`SETTLE_MS`] with nothing to do, gives
-    /// the memory of the monitor's start-up back (`settled`): not before, so a container
-    /// that exits at once (`run --rm … true`) is reaped without waiting for it.
-    fn wait(&self, sigfd: &OwnedFd, idle_polls: &mut u32, settled: &mut bool) -> Option<Vec<Src>> {
+    /// The first time the container has run for [`SETTLE_MS`] with nothing to do, calls
+    /// `on_settle` (the monitor drops its database connection) and gives the memory of
+    /// the monitor's start-up back (`settled`): not before, so a container that exits at
+    /// once (`run --rm … true`) is reaped, and removed, without waiting for either.
+    fn wait(
+        &self,
+        sigfd: &OwnedFd,
+        idle_polls: &mut u32,
+        settled: &mut bool,
+        on_settle: &mut dyn FnMut(),
+    ) -> Option<Vec<Src>> {
         let mut fds: Vec<(Src, BorrowedFd<'_>)> = vec![(Src::Signal, sigfd.as_fd())];
         if let Some(f) = &self.out {
             fds.push((Src::Out, f.as_fd()));
@@ -223,6 +230,7 @@ impl Server {
         match poll(&mut pfds, timeout) {
             Ok(0) if self.code.is_none() => {
                 *settled = true;
+                on_settle();
                 crate::sys::trim_heap();
                 crate::sys::drop_clean_file_mappings();
                 Some(Vec::new())
@@ -329,6 +337,7 @@ pub(crate) fn serve(
     console: Option<OwnedFd>,
     log: Option<File>,
     hub: Option<Hub>,
+    on_settle: &mut dyn FnMut(),
 ) -> (i32, Option<Hub>) {
     let out = if s.tty { console } else { s.from_stdout.take() };
     let err = s.from_stderr.take();
@@ -347,7 +356,7 @@ pub(crate) fn serve(
     };
     let (mut idle_polls, mut settled) = (0, false);
     while sv.code.is_none() || sv.out.is_some() || sv.err.is_some() {
-        let Some(ready) = sv.wait(sigfd, &mut idle_polls, &mut settled) else {
+        let Some(ready) = sv.wait(sigfd, &mut idle_polls, &mut settled, on_settle) else {
             break;
         };
         for src in ready {

@@ -71,8 +71,9 @@ impl Store {
                 });
             }
         }
-        // Only succeeds when empty; a concurrent hold keeps it.
-        let _ = fs::remove_dir(&dir);
+        // The image's hold directory stays, empty (no holders), for the next container
+        // of the image: removing and re-making it would put two directory updates on
+        // every `run --rm`. Garbage collection removes it with the image.
         Ok(())
     }
 

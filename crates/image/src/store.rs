@@ -553,6 +553,14 @@ impl Store {
         sweep(&self.dir.join("blobs/sha256"), &blobs, &trash)?;
         sweep(&self.dir.join("layers"), &layers, &trash)?;
         sweep_dangling_links(&self.dir.join("l"))?;
+        // Hold directories stay when their last hold goes (see `release`); those of
+        // images without a record go once empty (a hold taken meanwhile keeps its dir).
+        let holds = self.dir.join("holds");
+        for e in fs::read_dir(&holds).into_iter().flatten().flatten() {
+            if !blobs.contains(e.file_name().to_string_lossy().as_ref()) {
+                let _ = fs::remove_dir(e.path());
+            }
+        }
         // Temp files of atomic writes interrupted by a crash.
         for dir in [self.dir.join("records"), self.dir.clone()] {
             for e in fs::read_dir(&dir).map_err(io_err("list", &dir))?.flatten() {
