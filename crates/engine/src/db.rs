@@ -133,6 +133,7 @@ impl Db {
             source,
         };
         let conn = Connection::open(path).map_err(open_err)?;
+        crate::trace::mark("db: opened");
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         // WAL lets readers run beside the one writer. Switching a new file to WAL needs
         // the exclusive lock, and SQLite reports a lost race for it as SQLITE_BUSY
@@ -147,6 +148,7 @@ impl Db {
             Ok(())
         })
         .map_err(open_err)?;
+        crate::trace::mark("db: wal checked");
         // NORMAL skips the fsync per commit (a power cut may lose the last commits, never
         // corrupt the file).
         conn.pragma_update(None, "synchronous", "NORMAL")
@@ -167,6 +169,7 @@ impl Db {
         // crosses the mark.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_PAGES)
             .map_err(open_err)?;
+        crate::trace::mark("db: pragmas");
         // Tables are created (or an older store gains the new ones) in a write
         // transaction taken up front, so racing first opens wait on the lock instead of
         // failing when one's read snapshot goes stale; a store already at this schema
