@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `run --rm busybox true` (issue 5): berth vs podman (runc and crun) vs `ctr run --rm`,
 # the same busybox image pulled by each from a throwaway local registry. Runs are
-# interleaved (one of each tool, then the next round) so drift in machine load hits all
+# interleaved (one of each tool, then the next round, each round starting with another tool,
+# 0.2 s between samples) so drift in machine load and background cleanups hit all
 # alike. Also: 100 x `berth run -d` then `rm -f` (total time) and the RSS of an idle
 # monitor. Every tool runs with --network none (bridge setup is measured by
 # bench/engine-net.sh). Prints Markdown on stdout, progress on stderr.
@@ -96,7 +97,14 @@ for t in "${tools[@]}"; do "run_$t" >/dev/null || { echo "$t does not work" >&2;
 
 declare -A times
 for ((r = 0; r < runs + 2; r++)); do
-    for t in "${tools[@]}"; do
+    # Each round starts with another tool, and each sample waits 0.2 s first: what a tool
+    # leaves to do in the background after its command returns (containerd's snapshot
+    # garbage collection, podman's cleanup process, berth's cgroup removal) then does
+    # not land on the same neighbour's samples every round.
+    n_tools=${#tools[@]}
+    for ((i = 0; i < n_tools; i++)); do
+        t=${tools[$(((i + r) % n_tools))]}
+        sleep 0.2
         # bash's own clock (µs): a `$(date)` on each side would add ~1 ms of fork and
         # exec to every sample, a share that would shrink the ratios of the fastest tool.
         start=${EPOCHREALTIME/./}
@@ -122,7 +130,7 @@ if [ -n "$hide_unified" ]; then
 fi
 stats() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1; s+=$1} END {printf "%.1f %.1f %.1f\n", a[int((NR+1)/2)]/1000, s/NR/1000, a[int(NR*0.95+0.999)]/1000}'; }
 read -r berth_med _ < <(echo "${times[berth]}" | stats)
-echo "\`run --rm busybox true\`, same image from a local registry; $runs runs each (+2 warm-up rounds), interleaved; $(nproc) CPUs."
+echo "\`run --rm busybox true\`, same image from a local registry; $runs runs each (+2 warm-up rounds), interleaved, order rotated each round, 0.2 s between samples; $(nproc) CPUs."
 echo
 echo "| tool | median ms | mean ms | p95 ms | median / berth |"
 echo "|---|---|---|---|---|"

@@ -12,8 +12,22 @@ use crate::record::ContainerRecord;
 use crate::spec::{self, NsJoin};
 use crate::{EngineError, io_err, user};
 
-/// True if `path` is a mount point (per `/proc/self/mountinfo`).
+/// True if `path` is a mount point: asked of the kernel with statx (Linux 5.8+), else
+/// looked up in `/proc/self/mountinfo` (which costs a walk of every mount of the host).
 pub(crate) fn is_mounted(path: &Path) -> bool {
+    use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
+    match rustix::fs::statx(
+        rustix::fs::CWD,
+        path,
+        AtFlags::NO_AUTOMOUNT | AtFlags::SYMLINK_NOFOLLOW,
+        StatxFlags::empty(),
+    ) {
+        Ok(st) if st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) => {
+            return st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT);
+        }
+        Err(rustix::io::Errno::NOENT) => return false,
+        _ => {}
+    }
     let Ok(text) = fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };
@@ -247,4 +261,17 @@ fn add_init(spec: &mut oci_spec::runtime::Spec) -> Result<(), EngineError> {
         p.set_args(Some(args));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_points_are_told_apart_from_plain_directories() {
+        assert!(is_mounted(Path::new("/proc")));
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!is_mounted(dir.path()));
+        assert!(!is_mounted(&dir.path().join("missing")));
+    }
 }
