@@ -413,9 +413,7 @@ fn kill_9_of_a_rm_monitor_after_it_reported_the_exit() -> Result<()> {
     // `container prune` (as any `rm`) finishes the removal (and removes the new `fx`).
     env.ok(&["container", "prune", "-f"])?;
     assert!(!env.runroot().join("runtime").join(&id).exists());
-    let left = env.leftovers(std::slice::from_ref(&id));
-    assert!(left.is_empty(), "left behind: {left}");
-    Ok(())
+    env.assert_clean_after_rm(&[id])
 }
 
 #[test]

@@ -275,6 +275,27 @@ impl Engine {
 }
 
 impl Engine {
+    /// Records `monitor` (pid and start time) as the container's monitor, in the one
+    /// transaction that backs off if a concurrent `rm -f` already marked it Dead. A
+    /// `stop` by the user is forgotten at a first start, kept across restarts.
+    pub(crate) fn claim(
+        &mut self,
+        id: &str,
+        monitor: i32,
+        first: bool,
+    ) -> Result<ContainerRecord, EngineError> {
+        let start = crate::lifecycle::process_start_time(monitor).unwrap_or(0);
+        Ok(self.db.update(id, |r| {
+            if r.state.status == crate::record::Status::Dead {
+                return Err(DbError::Removing(r.id.clone()));
+            }
+            r.state.monitor_pid = monitor;
+            r.state.monitor_start = start;
+            r.state.stopped_by_user = r.state.stopped_by_user && !first;
+            Ok(())
+        })?)
+    }
+
     /// While the new monitor execs and starts up, we would only wait for it: claim the
     /// container for it and mount its rootfs meanwhile (on the other CPU), then send it
     /// the claimed record through the hand-off pipe. If any step fails (or we die), the
@@ -286,16 +307,7 @@ impl Engine {
         let Some(_lock) = crate::lifecycle::lock_dir(&self.container_dir(id), false) else {
             return;
         };
-        let start = crate::lifecycle::process_start_time(monitor).unwrap_or(0);
-        let Ok(rec) = self.db.update(id, |r| {
-            if r.state.status == crate::record::Status::Dead {
-                return Err(crate::db::DbError::Removing(r.id.clone()));
-            }
-            r.state.monitor_pid = monitor;
-            r.state.monitor_start = start;
-            r.state.stopped_by_user = false;
-            Ok(())
-        }) else {
+        let Ok(rec) = self.claim(id, monitor, true) else {
             return;
         };
         if crate::prepare::rootfs(self, &rec).is_err() {

@@ -213,7 +213,9 @@ impl Monitor {
                 rec
             }
             None => {
-                let rec = self.claim(first)?;
+                let rec = self
+                    .engine
+                    .claim(&self.id, std::process::id() as i32, first)?;
                 crate::trace::mark("monitor: claimed");
                 prepare::rootfs(&self.engine, &rec)?;
                 crate::trace::mark("monitor: rootfs mounted");
@@ -285,21 +287,6 @@ impl Monitor {
         );
         crate::trace::mark("monitor: init exited, output drained");
         Ok(Ended { code, hub })
-    }
-
-    /// Claims the container; a concurrent `rm -f` marks it Dead first and we back off.
-    fn claim(&mut self, first: bool) -> Result<ContainerRecord, EngineError> {
-        let me = std::process::id() as i32;
-        let start = crate::lifecycle::process_start_time(me).unwrap_or(0);
-        Ok(self.engine.db.update(&self.id, |r| {
-            if r.state.status == Status::Dead {
-                return Err(DbError::Removing(r.id.clone()));
-            }
-            r.state.monitor_pid = me;
-            r.state.monitor_start = start;
-            r.state.stopped_by_user = r.state.stopped_by_user && !first;
-            Ok(())
-        })?)
     }
 
     fn mark_running(&mut self, pid: i32) -> Result<ContainerRecord, EngineError> {
