@@ -9,7 +9,12 @@
 #
 #   bench/engine-run.sh [RUNS]         as root; RUNS defaults to 30
 #
-# Env: BERTH (default target/release/berth, with berth-monitor next to it).
+# Every tool keeps its run-time state (berth's and podman's --runroot, podman's --tmpdir,
+# containerd's --state) on one tmpfs, as under a systemd host's /run; this VM's /run is
+# on its disk (ext4 without a journal, where creating files right after others were
+# deleted is slow: see docs/PERFORMANCE.md). RUN_TMPFS=0 keeps it all on the disk.
+#
+# Env: BERTH (default target/release/berth, with berth-monitor next to it), RUN_TMPFS.
 # Needs: busybox-static, umoci, skopeo, podman, runc, crun, containerd, docker-registry.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,16 +27,19 @@ for t in umoci skopeo podman runc crun containerd ctr docker-registry; do
 done
 
 work=$(mktemp -d /var/tmp/berth-engine-bench.XXXXXX)
+run=$work/run
+mkdir "$run"
+if [ "${RUN_TMPFS:-1}" != 0 ]; then mount -t tmpfs -o mode=0755 berth-bench-run "$run"; fi
 ctrd_pid=
 cleanup() {
     set +e
-    "$berth" --root "$work/berth" --runroot "$work/berth-run" ps -aq 2>/dev/null |
-        xargs -r "$berth" --root "$work/berth" --runroot "$work/berth-run" rm -f >/dev/null 2>&1
+    "$berth" --root "$work/berth" --runroot "$run/berth" ps -aq 2>/dev/null |
+        xargs -r "$berth" --root "$work/berth" --runroot "$run/berth" rm -f >/dev/null 2>&1
     for rt in runc crun; do
-        podman --root "$work/podman-$rt" --runroot "$work/podman-$rt-run" --storage-driver overlay \
-            rm -af >/dev/null 2>&1
-        podman --root "$work/podman-$rt" --runroot "$work/podman-$rt-run" --storage-driver overlay \
-            system reset -f >/dev/null 2>&1
+        podman --root "$work/podman-$rt" --runroot "$run/podman-$rt" --tmpdir "$run/libpod-$rt" \
+            --storage-driver overlay rm -af >/dev/null 2>&1
+        podman --root "$work/podman-$rt" --runroot "$run/podman-$rt" --tmpdir "$run/libpod-$rt" \
+            --storage-driver overlay system reset -f >/dev/null 2>&1
     done
     [ -n "$ctrd_pid" ] && kill "$ctrd_pid" && wait "$ctrd_pid" 2>/dev/null
     # crun, seeing no cgroup2 mount, wrote its v2 cgroup dirs into the tmpfs beneath
@@ -64,12 +72,12 @@ ref=$BERTH_TEST_REGISTRY/busybox:latest
 skopeo copy -q --dest-tls-verify=false "oci:$work/oci:bb" "docker://$ref" >&2
 
 # 2. Every tool pulls it into its own store.
-B=("$berth" --root "$work/berth" --runroot "$work/berth-run")
+B=("$berth" --root "$work/berth" --runroot "$run/berth")
 "${B[@]}" pull -q "$ref" >/dev/null
-P() { local rt=$1; shift; podman --root "$work/podman-$rt" --runroot "$work/podman-$rt-run" \
-    --storage-driver overlay --cgroup-manager cgroupfs --runtime "$rt" "$@"; }
+P() { local rt=$1; shift; podman --root "$work/podman-$rt" --runroot "$run/podman-$rt" \
+    --tmpdir "$run/libpod-$rt" --storage-driver overlay --cgroup-manager cgroupfs --runtime "$rt" "$@"; }
 for rt in runc crun; do P "$rt" pull -q --tls-verify=false "$ref" >/dev/null; done
-containerd --root "$work/ctrd" --state "$work/ctrd-run" --address "$work/ctrd.sock" \
+containerd --root "$work/ctrd" --state "$run/ctrd" --address "$work/ctrd.sock" \
     >"$work/ctrd.log" 2>&1 &
 ctrd_pid=$!
 C=(ctr --address "$work/ctrd.sock")
@@ -88,7 +96,7 @@ fi
 run_berth() { "${B[@]}" run --rm --network none "$ref" true; }
 run_podman_runc() { P runc run --rm --network none "$ref" true; }
 run_podman_crun() { ${hide_unified[@]+"${hide_unified[@]}"} podman --root "$work/podman-crun" \
-    --runroot "$work/podman-crun-run" --storage-driver overlay --cgroup-manager cgroupfs \
+    --runroot "$run/podman-crun" --tmpdir "$run/libpod-crun" --storage-driver overlay --cgroup-manager cgroupfs \
     --runtime crun run --rm --network none "$ref" true; }
 n=0
 run_ctr() { n=$((n + 1)); "${C[@]}" run --rm "$ref" "bench-$n" true; }
@@ -130,7 +138,7 @@ if [ -n "$hide_unified" ]; then
 fi
 stats() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1; s+=$1} END {printf "%.1f %.1f %.1f\n", a[int((NR+1)/2)]/1000, s/NR/1000, a[int(NR*0.95+0.999)]/1000}'; }
 read -r berth_med _ < <(echo "${times[berth]}" | stats)
-echo "\`run --rm busybox true\`, same image from a local registry; $runs runs each (+2 warm-up rounds), interleaved, order rotated each round, 0.2 s between samples; $(nproc) CPUs."
+echo "\`run --rm busybox true\`, same image from a local registry; $runs runs each (+2 warm-up rounds), interleaved, order rotated each round, 0.2 s between samples; $(nproc) CPUs; run-time state on $(if [ "${RUN_TMPFS:-1}" != 0 ]; then echo tmpfs; else echo "the disk (RUN_TMPFS=0)"; fi)."
 echo
 echo "| tool | median ms | mean ms | p95 ms | median / berth |"
 echo "|---|---|---|---|---|"

@@ -5,8 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+cleanup() {
+    # The engine keeps its `/berth` parent cgroup when its last container goes (as
+    # Docker keeps `/docker`); the tests' containers are gone now, so remove the parent
+    # where it is empty (rmdir refuses one that is not).
+    rmdir /sys/fs/cgroup/berth /sys/fs/cgroup/*/berth 2>/dev/null || true
+    if [ -n "${registry_started:-}" ]; then scripts/registry.sh stop; fi
+}
+trap cleanup EXIT
 if [ -z "${BERTH_TEST_REGISTRY:-}" ]; then
     eval "$(scripts/registry.sh start)"
-    trap 'scripts/registry.sh stop' EXIT
+    registry_started=1
 fi
 cargo test --release --workspace --no-fail-fast "$@"

@@ -442,7 +442,7 @@ fn kill_9_of_berth_run_after_it_mounted_for_its_monitor() -> Result<()> {
         .ok(&["inspect", "-f", "{{.Id}}", "ho"])?
         .trim()
         .to_string();
-    let rootfs = env.root().join("containers").join(&id).join("rootfs");
+    let rootfs = env.runroot().join("containers").join(&id).join("rootfs");
     let mounts = fs::read_to_string("/proc/self/mountinfo")?;
     let n = mounts
         .lines()

@@ -118,14 +118,11 @@ impl<'a> Frame<'a> {
 }
 
 impl Engine {
-    /// `<runroot>/containers/<id>`: the attach socket's directory.
-    pub(crate) fn attach_dir(&self, id: &str) -> PathBuf {
-        self.runroot.join("containers").join(id)
-    }
-
-    /// Removes a container's attach directory (after a crash of its monitor, or `rm`).
-    pub(crate) fn remove_attach_dir(&self, id: &str) {
-        let _ = fs::remove_dir_all(self.attach_dir(id));
+    /// Removes a container's run directory (after a crash of its monitor, or `rm`), once
+    /// its rootfs is unmounted: never recursively, so a rootfs still mounted (an unmount
+    /// that failed) is left alone, with the directory.
+    pub(crate) fn remove_run_dir(&self, id: &str) {
+        let _ = crate::prepare::remove_shallow(&self.run_dir(id));
     }
 }
 
@@ -277,8 +274,10 @@ impl Hub {
 }
 
 impl Drop for Hub {
+    /// Removes the socket; the directory is the container's run directory, which holds
+    /// its rootfs mount point too and goes with the container.
     fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.dir);
+        let _ = fs::remove_file(self.dir.join(SOCKET_NAME));
     }
 }
 
@@ -330,6 +329,9 @@ mod tests {
         hub.compact();
         assert_eq!(hub.clients().count(), 1);
         drop(hub);
-        assert!(!dir.exists());
+        // The socket goes with the hub; the directory (the container's run directory)
+        // stays for its owner to remove.
+        assert!(!dir.join(SOCKET_NAME).exists());
+        assert!(dir.is_dir());
     }
 }

@@ -133,7 +133,7 @@ impl Engine {
         let keys = DetachKeys::parse(keys)?;
         let rec = self.get(key)?;
         check_attachable(&rec)?;
-        let dir = self.attach_dir(&rec.id);
+        let dir = self.run_dir(&rec.id);
         let sock = match crate::attach::connect(&dir) {
             Ok(s) => s,
             Err(source) => {

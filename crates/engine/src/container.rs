@@ -86,9 +86,25 @@ impl Engine {
         }
     }
 
-    /// `<root>/containers/<id>`: bundle, rootfs mount point, `/etc` files, log.
+    /// `<root>/containers/<id>`: what the container keeps across starts and reboots: its
+    /// writable layer (`upper`, `work`) and its log.
     pub fn container_dir(&self, id: &str) -> PathBuf {
         self.root.join("containers").join(id)
+    }
+
+    /// `<runroot>/containers/<id>`: what each start makes anew: the bundle
+    /// (`config.json`), the rootfs mount point (`rootfs`), the `/etc/{hostname,hosts,
+    /// resolv.conf}` bind-mounted into the container and the attach socket. Like Podman's
+    /// run-time `userdata` and containerd's bundles, on the run-time filesystem (a tmpfs
+    /// under `/run` on most hosts): files made and deleted at every `run --rm` cost less
+    /// there than on the disk.
+    pub fn run_dir(&self, id: &str) -> PathBuf {
+        self.runroot.join("containers").join(id)
+    }
+
+    /// Where the container's rootfs is mounted while it runs (`<run_dir>/rootfs`).
+    pub fn rootfs_dir(&self, id: &str) -> PathBuf {
+        self.run_dir(id).join("rootfs")
     }
 
     /// The json-file log of a container.
@@ -131,6 +147,9 @@ impl Engine {
             config: merge_config(req, &image.config, &id),
             host_config: req.host.clone(),
             state: State::default(),
+            // Without it (it could not be made) the runtime makes the mount points in
+            // the upper directory, as it would for any image.
+            init_layer: store.init_layer(&image).is_ok(),
         };
         add_image_volumes(&mut rec);
         let image_ports = image
@@ -165,7 +184,7 @@ impl Engine {
         // While the container exists its image may not lose its layers to `rmi`.
         store.hold(&image.record.id, &id)?;
         let dir = self.container_dir(&id);
-        for d in [dir.join("rootfs"), dir.join("upper"), dir.join("work")] {
+        for d in [dir.join("upper"), dir.join("work")] {
             fs::create_dir_all(&d).map_err(io_err(format!("create `{}`", d.display())))?;
         }
         crate::trace::mark("created");

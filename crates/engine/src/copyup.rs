@@ -286,7 +286,7 @@ impl Engine {
         if wanted.is_empty() {
             return Ok(());
         }
-        let rootfs = self.container_dir(&rec.id).join("rootfs");
+        let rootfs = self.rootfs_dir(&rec.id);
         let root = nix::fcntl::open(
             &rootfs,
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,

@@ -59,7 +59,7 @@ impl Engine {
         let _ = container::delete(&self.runtime_root(), &rec.id, true);
         crate::network::release(self, &rec.id);
         let _ = prepare::unmount(self, &rec.id);
-        self.remove_attach_dir(&rec.id);
+        self.remove_run_dir(&rec.id);
         let was_running = rec.is_active();
         let r = self.db.update(&rec.id, |r| {
             if r.state.status == Status::Dead {
@@ -339,8 +339,8 @@ impl Engine {
         rec: &ContainerRecord,
         volumes: bool,
     ) -> Result<Retired, EngineError> {
-        self.remove_attach_dir(&rec.id);
-        crate::trace::mark("forget: attach dir");
+        self.remove_run_dir(&rec.id);
+        crate::trace::mark("forget: run dir");
         let retired = self.retire(&self.container_dir(&rec.id))?;
         crate::trace::mark("forget: retired");
         if let Ok(digest) = rec.image_id.parse::<berth_image::Digest>() {

@@ -229,12 +229,12 @@ impl Monitor {
             return Err(EngineError::NoCommand);
         }
         self.engine.copy_up_volumes(&rec)?;
-        let rootfs = self.engine.container_dir(&self.id).join("rootfs");
+        let rootfs = self.engine.rootfs_dir(&self.id);
         prepare::check_executable(&rootfs, &argv[0], &rec.config.env)?;
         crate::trace::mark("monitor: program checked");
         let spec = prepare::spec(&mut self.engine, &rec, &argv)?;
         crate::trace::mark("monitor: spec made");
-        let dir = self.engine.container_dir(&self.id);
+        let dir = self.engine.run_dir(&self.id);
         let text = serde_json::to_vec(&spec).map_err(crate::spec::SpecBuildError::Spec)?;
         std::fs::write(dir.join("config.json"), text).map_err(crate::io_err(format!(
             "write `{}/config.json`",
@@ -242,7 +242,7 @@ impl Monitor {
         )))?;
         crate::trace::mark("monitor: config.json written");
         // Clients may connect from now on; they are served once the container runs.
-        let hub = Hub::listen(&self.engine.attach_dir(&self.id))?;
+        let hub = Hub::listen(&self.engine.run_dir(&self.id))?;
         let mut stdio = Stdio::redirect(&rec, self.attach, self.attach_stdin)?;
         if self.attach_stdin {
             let report = self.status.as_ref().and_then(|f| f.try_clone().ok());

@@ -316,7 +316,7 @@ fn write_etc(
             ..Default::default()
         },
     );
-    let dir = engine.container_dir(&rec.id);
+    let dir = engine.run_dir(&rec.id);
     for (name, text) in [
         ("hosts", hosts),
         ("resolv.conf", etc::render_resolv_conf(&conf)),

@@ -44,25 +44,46 @@ fn unescape(s: &str) -> String {
         .replace("\\134", "\\")
 }
 
-/// Unmounts the container's rootfs, every layer of it if mounted more than once.
+/// Unmounts the container's rootfs, every layer of it if mounted more than once. Also
+/// where berth before 2026-11-26 mounted it (`<container_dir>/rootfs`), so that a
+/// container started by an older berth is unmounted too.
 pub(crate) fn unmount(engine: &Engine, id: &str) -> Result<(), EngineError> {
-    let target = engine.container_dir(id).join("rootfs");
-    for _ in 0..8 {
-        if !is_mounted(&target) {
-            return Ok(());
+    for target in [
+        engine.rootfs_dir(id),
+        engine.container_dir(id).join("rootfs"),
+    ] {
+        for _ in 0..8 {
+            if !is_mounted(&target) {
+                break;
+            }
+            berth_image::unmount_rootfs(&target)?;
         }
-        berth_image::unmount_rootfs(&target)?;
     }
     Ok(())
 }
 
-/// Mounts the image's layers plus the container's upper dir at `<dir>/rootfs` and writes
-/// the `/etc` files.
+/// Mounts the image's layers plus the container's upper dir at its
+/// [`rootfs_dir`](Engine::rootfs_dir) and writes the `/etc` files into its
+/// [`run_dir`](Engine::run_dir) (made here: the run-time filesystem may have been
+/// emptied by a reboot since the last start).
 pub(crate) fn rootfs(engine: &Engine, rec: &ContainerRecord) -> Result<(), EngineError> {
+    use std::os::unix::fs::DirBuilderExt;
     let dir = engine.container_dir(&rec.id);
+    let run = engine.run_dir(&rec.id);
     unmount(engine, &rec.id)?;
+    let mountpoint = engine.rootfs_dir(&rec.id);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(&mountpoint)
+        .map_err(io_err(format!("create `{}`", mountpoint.display())))?;
     let store = engine.image_store()?;
     let image = store.resolve(&rec.image_id)?;
+    let init = if rec.init_layer {
+        Some(store.init_layer(&image)?)
+    } else {
+        None
+    };
     // A `--rm` container's writable layer dies with it: no need for the kernel to sync
     // it on unmount.
     berth_image::mount_rootfs_opts(
@@ -70,9 +91,10 @@ pub(crate) fn rootfs(engine: &Engine, rec: &ContainerRecord) -> Result<(), Engin
         &image,
         &dir.join("upper"),
         &dir.join("work"),
-        &dir.join("rootfs"),
+        &mountpoint,
         berth_image::OverlayApi::Auto,
         rec.host_config.auto_remove,
+        init.as_deref(),
     )?;
     let host_net = rec.host_config.network_mode == "host";
     let hosts = if host_net {
@@ -93,10 +115,39 @@ pub(crate) fn rootfs(engine: &Engine, rec: &ContainerRecord) -> Result<(), Engin
         ("hostname", hostname),
         ("resolv.conf", read_small(Path::new("/etc/resolv.conf"))),
     ] {
-        let p = dir.join(name);
+        let p = run.join(name);
         fs::write(&p, text).map_err(io_err(format!("write `{}`", p.display())))?;
     }
     Ok(())
+}
+
+/// Removes directory `dir` with the files in it and its empty subdirectories, never
+/// descending further: a subdirectory that is a mount point or not empty stays, and so
+/// does `dir`. For a run directory, whose `rootfs` must not be walked while an overlay
+/// might still be mounted on it. A missing `dir` is not an error; the first error is
+/// returned after trying every entry.
+pub(crate) fn remove_shallow(dir: &Path) -> std::io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        r => r?,
+    };
+    let mut first = None;
+    for e in entries {
+        let r = e.and_then(|e| {
+            if e.file_type()?.is_dir() {
+                fs::remove_dir(e.path())
+            } else {
+                fs::remove_file(e.path())
+            }
+        });
+        if let Err(e) = r {
+            first.get_or_insert(e);
+        }
+    }
+    match first {
+        Some(e) => Err(e),
+        None => fs::remove_dir(dir),
+    }
 }
 
 fn read_small(p: &Path) -> String {
@@ -219,7 +270,7 @@ pub(crate) fn spec(
     rec: &ContainerRecord,
     argv: &[String],
 ) -> Result<oci_spec::runtime::Spec, EngineError> {
-    let dir = engine.container_dir(&rec.id);
+    let dir = engine.run_dir(&rec.id);
     let ident = user::resolve(&dir.join("rootfs"), &rec.config.user)?;
     let joins = joins(engine, rec)?;
     let vol = |n: &str| engine.volume_path(n).to_string_lossy().into_owned();
@@ -273,5 +324,26 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         assert!(!is_mounted(dir.path()));
         assert!(!is_mounted(&dir.path().join("missing")));
+    }
+
+    #[test]
+    fn run_directories_are_removed_without_descending() {
+        let t = tempfile::tempdir().unwrap();
+        let run = t.path().join("run");
+        fs::create_dir_all(run.join("rootfs")).unwrap();
+        for f in ["hosts", "hostname", "config.json"] {
+            fs::write(run.join(f), "x").unwrap();
+        }
+        remove_shallow(&run).unwrap();
+        assert!(!run.exists());
+        remove_shallow(&run).unwrap();
+
+        // A rootfs that is not empty (as a mounted one looks) is not walked into.
+        fs::create_dir_all(run.join("rootfs/etc")).unwrap();
+        fs::write(run.join("rootfs/etc/passwd"), "root").unwrap();
+        fs::write(run.join("hosts"), "x").unwrap();
+        assert!(remove_shallow(&run).is_err());
+        assert!(run.join("rootfs/etc/passwd").exists());
+        assert!(!run.join("hosts").exists());
     }
 }

@@ -158,6 +158,11 @@ pub struct ContainerRecord {
     pub config: Config,
     pub host_config: HostConfig,
     pub state: State,
+    /// The rootfs has the image's init layer above the image's layers (see
+    /// `berth_image::Store::init_layer`). Fixed at create, so the layers under a
+    /// container's upper directory never change; false for containers of older berths.
+    #[serde(default)]
+    pub init_layer: bool,
 }
 
 impl ContainerRecord {

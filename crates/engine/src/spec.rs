@@ -240,6 +240,9 @@ fn rlimits(rec: &ContainerRecord) -> Vec<Value> {
     v
 }
 
+/// The cgroup under which every container of the engine gets its own (`/berth/<id>`).
+pub const CGROUP_PARENT: &str = "berth";
+
 /// Builds the spec. `dir` holds the engine-written `/etc` files; `volume_path` maps a
 /// volume name to its host directory; `argv` is the process to run.
 pub fn build(
@@ -276,6 +279,11 @@ pub fn build(
     };
     let privileged = h.privileged;
     let mut linux = json!({
+        // Absolute, so the runtime leaves the `/berth` parent in place when the last
+        // container goes (as Docker leaves `/docker`): removing it with each `run --rm`
+        // and making it again for the next put 20 more cgroup mkdirs and rmdirs on a
+        // cgroup v1 host on every run.
+        "cgroupsPath": format!("/{CGROUP_PARENT}/{}", rec.id),
         "resources": resources(rec),
         "namespaces": namespaces(joins),
         "maskedPaths": if privileged { vec![] } else { MASKED.to_vec() },
@@ -353,9 +361,11 @@ mod tests {
         assert!(!eff.contains(&json!("CAP_CHOWN")));
         assert!(eff.contains(&json!("CAP_KILL")));
         assert_eq!(v["linux"]["resources"]["memory"]["limit"], json!(7 << 20));
-        // No cgroupsPath: the runtime's default `/berth/<id>`, whose `/berth` parent it
-        // owns and removes with the last container.
-        assert!(v["linux"].get("cgroupsPath").is_none());
+        // `/berth/<id>`, absolute: the `/berth` parent stays when the container goes.
+        assert_eq!(
+            v["linux"]["cgroupsPath"],
+            json!(format!("/berth/{}", rec.id))
+        );
         let ns: Vec<_> = v["linux"]["namespaces"]
             .as_array()
             .unwrap()

@@ -84,13 +84,16 @@ pub fn mount_rootfs_with(
     target: &Path,
     api: OverlayApi,
 ) -> Result<(), RootfsError> {
-    mount_rootfs_opts(store, image, upper, work, target, api, false)
+    mount_rootfs_opts(store, image, upper, work, target, api, false, None)
 }
 
 /// [`mount_rootfs_with`], optionally `volatile`: overlayfs then never syncs the upper
 /// directory (not on sync(2), not on unmount), which makes unmounting a short-lived
 /// container cheap. Only for containers whose upper directory is thrown away with them
 /// (`run --rm`): after a crash the kernel refuses to mount a volatile upper again.
+/// `init`, if given, is the image's init layer ([`Store::init_layer`]), put above its
+/// layers.
+#[allow(clippy::too_many_arguments)]
 pub fn mount_rootfs_opts(
     store: &Store,
     image: &Image,
@@ -99,6 +102,7 @@ pub fn mount_rootfs_opts(
     target: &Path,
     api: OverlayApi,
     volatile: bool,
+    init: Option<&Path>,
 ) -> Result<(), RootfsError> {
     let err = |op| {
         move |source| RootfsError::Mount {
@@ -110,7 +114,7 @@ pub fn mount_rootfs_opts(
     if image.record.layers.is_empty() {
         return Err(RootfsError::NoLayers(image.record.id.to_string()));
     }
-    let mut lowers = Vec::new();
+    let mut lowers: Vec<PathBuf> = init.map(Path::to_path_buf).into_iter().collect();
     for l in image.record.layers.iter().rev() {
         if !store.has_layer(&l.chain_id) {
             return Err(RootfsError::MissingLayer(l.chain_id.to_string()));
@@ -126,7 +130,7 @@ pub fn mount_rootfs_opts(
         },
     };
     let Some(ctx) = ctx else {
-        return mount_legacy(store, image, upper, work, target);
+        return mount_legacy(store, image, upper, work, target, init);
     };
     for (i, l) in lowers.iter().enumerate() {
         let v = path_c(l).map_err(err("name lower layer"))?;
@@ -134,7 +138,7 @@ pub fn mount_rootfs_opts(
             Ok(()) => {}
             // Before Linux 6.8 overlayfs does not know `lowerdir+`.
             Err(e) if i == 0 && e.raw_os_error() == Some(libc::EINVAL) => {
-                return mount_legacy(store, image, upper, work, target);
+                return mount_legacy(store, image, upper, work, target, init);
             }
             Err(e) => return Err(err("add lower layer")(e)),
         }
@@ -194,8 +198,9 @@ fn mount_legacy(
     upper: &Path,
     work: &Path,
     target: &Path,
+    init: Option<&Path>,
 ) -> Result<(), RootfsError> {
-    let mut lowers = Vec::new();
+    let mut lowers: Vec<PathBuf> = init.map(Path::to_path_buf).into_iter().collect();
     for l in image.record.layers.iter().rev() {
         lowers.push(short_link(store, &l.chain_id)?);
     }

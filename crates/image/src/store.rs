@@ -558,8 +558,13 @@ impl Store {
         let holds = self.dir.join("holds");
         for e in fs::read_dir(&holds).into_iter().flatten().flatten() {
             if !blobs.contains(e.file_name().to_string_lossy().as_ref()) {
-                let _ = fs::remove_dir(e.path());
+                remove_unheld(&e.path());
             }
+        }
+        // Init layers of images that are gone.
+        let init = self.dir.join("init");
+        if init.is_dir() {
+            sweep(&init, &blobs, &trash)?;
         }
         // Temp files of atomic writes interrupted by a crash.
         for dir in [self.dir.join("records"), self.dir.clone()] {
@@ -572,6 +577,20 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// Removes the hold directory `dir` of an image that is gone, with its anchor, unless a
+/// hold is in it.
+fn remove_unheld(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return;
+    };
+    let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
+    if names.iter().any(|n| *n != crate::hold::ANCHOR) {
+        return;
+    }
+    let _ = fs::remove_file(dir.join(crate::hold::ANCHOR));
+    let _ = fs::remove_dir(dir);
 }
 
 /// Remove every entry of `dir` whose name is not in `keep`. Directories are first renamed

@@ -230,6 +230,26 @@ pub(crate) fn fsetxattr(fd: BorrowedFd<'_>, name: &CStr, value: &[u8]) -> io::Re
     check(ret).map(drop)
 }
 
+/// `lgetxattr(path, name)`: the attribute's value (at most 256 bytes), never following a
+/// symbolic link at `path`.
+pub(crate) fn lgetxattr(path: &Path, name: &CStr) -> io::Result<Vec<u8>> {
+    use std::os::unix::ffi::OsStrExt;
+    let p = cstr(path.as_os_str().as_bytes())?;
+    let mut buf = [0u8; 256];
+    // SAFETY: both strings are NUL-terminated and `buf` is a live, writable buffer of the
+    // length passed; the kernel writes at most that many bytes.
+    let n = unsafe {
+        libc::lgetxattr(
+            p.as_ptr(),
+            name.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    let n = check_long(n as libc::c_long)?;
+    Ok(buf[..n as usize].to_vec())
+}
+
 /// `syncfs(fd)`: flush the filesystem holding `fd`.
 pub(crate) fn syncfs(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: `fd` is a live fd borrowed for the call.

@@ -217,6 +217,15 @@ impl Env {
         if !dirs.is_empty() {
             left.push(format!("container dirs {dirs:?}"));
         }
+        let run: Vec<_> = fs::read_dir(self.runroot().join("containers"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        if !run.is_empty() {
+            left.push(format!("run dirs {run:?}"));
+        }
         let rt: Vec<_> = fs::read_dir(self.runroot().join("runtime"))
             .into_iter()
             .flatten()
