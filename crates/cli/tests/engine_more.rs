@@ -375,3 +375,83 @@ fn init_reaps_zombies_and_forwards_signals() -> Result<()> {
     env.ok(&["rm", "trapper"])?;
     Ok(())
 }
+
+/// The mount points an image lacks (busybox has no /etc/hosts, hostname, resolv.conf)
+/// come from its init layer: starting a container makes nothing in its writable layer.
+/// An image whose /etc is a symbolic link gets none there (the runtime makes them
+/// through the link, in the upper directory) and works the same.
+#[test]
+fn mount_points_come_from_the_init_layer() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    let env = Env::new()?;
+    let id = env
+        .ok(&["run", "-d", "--name", "il", "busybox", "sleep", "1000"])?
+        .trim()
+        .to_string();
+    let upper = env.root().join("containers").join(&id).join("upper");
+    let made: Vec<_> = fs::read_dir(&upper)?
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert!(
+        made.is_empty(),
+        "the start wrote into the upper dir: {made:?}"
+    );
+    assert_eq!(
+        env.ok(&["exec", "il", "cat", "/etc/hostname"])?.trim(),
+        &id[..12]
+    );
+    let hosts = env.ok(&["inspect", "-f", "{{.HostsPath}}", "il"])?;
+    assert!(
+        hosts
+            .trim()
+            .starts_with(env.runroot().to_str().unwrap_or_default()),
+        "{hosts}"
+    );
+    // Restarted, the container gets the same layers (the record says so).
+    env.ok(&["restart", "-t", "0", "il"])?;
+    assert_eq!(
+        env.ok(&["exec", "il", "cat", "/etc/hostname"])?.trim(),
+        &id[..12]
+    );
+    env.ok(&["rm", "-f", "il"])?;
+
+    // /etc -> usr/etc.
+    let tree = env.dir.path().join("linked");
+    fs::create_dir_all(&tree)?;
+    let tar = |args: &[&str]| -> Result<()> {
+        let ok = std::process::Command::new("tar")
+            .args(args)
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "tar {args:?}");
+        Ok(())
+    };
+    let tree_s = tree.to_string_lossy().into_owned();
+    tar(&[
+        "-C",
+        &tree_s,
+        "-xf",
+        &engine::busybox_tar().to_string_lossy(),
+    ])?;
+    fs::create_dir_all(tree.join("usr"))?;
+    fs::rename(tree.join("etc"), tree.join("usr/etc"))?;
+    std::os::unix::fs::symlink("usr/etc", tree.join("etc"))?;
+    let linked_tar = env.dir.path().join("linked.tar");
+    tar(&["-C", &tree_s, "-cf", &linked_tar.to_string_lossy(), "."])?;
+    env.ok(&["import", &linked_tar.to_string_lossy(), "linkedetc"])?;
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "lnk",
+        "linkedetc",
+        "sh",
+        "-c",
+        "cat /etc/hostname; readlink /etc",
+    ])?;
+    assert_eq!(o.split_whitespace().collect::<Vec<_>>(), ["lnk", "usr/etc"]);
+    env.assert_clean_after_rm(&[id])
+}

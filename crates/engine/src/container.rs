@@ -181,8 +181,10 @@ impl Engine {
                 r => break r?,
             }
         }
+        crate::trace::mark("create: recorded");
         // While the container exists its image may not lose its layers to `rmi`.
         store.hold(&image.record.id, &id)?;
+        crate::trace::mark("create: held");
         let dir = self.container_dir(&id);
         for d in [dir.join("upper"), dir.join("work")] {
             fs::create_dir_all(&d).map_err(io_err(format!("create `{}`", d.display())))?;
@@ -329,6 +331,7 @@ impl Engine {
         let Ok(rec) = self.claim(id, monitor, true) else {
             return;
         };
+        crate::trace::mark("hand-off: claimed");
         if crate::prepare::rootfs(self, &rec).is_err() {
             return;
         }

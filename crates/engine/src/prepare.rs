@@ -86,6 +86,7 @@ pub(crate) fn rootfs(engine: &Engine, rec: &ContainerRecord) -> Result<(), Engin
     };
     // A `--rm` container's writable layer dies with it: no need for the kernel to sync
     // it on unmount.
+    crate::trace::mark("rootfs: image found");
     berth_image::mount_rootfs_opts(
         &store,
         &image,
@@ -96,6 +97,7 @@ pub(crate) fn rootfs(engine: &Engine, rec: &ContainerRecord) -> Result<(), Engin
         rec.host_config.auto_remove,
         init.as_deref(),
     )?;
+    crate::trace::mark("rootfs: mounted");
     let host_net = rec.host_config.network_mode == "host";
     let hosts = if host_net {
         read_small(Path::new("/etc/hosts"))

@@ -162,6 +162,9 @@ mod tests {
         s.commit_image(&rec, &["busybox".parse().unwrap()], &[])
             .unwrap();
         s.hold(&id, "container1").unwrap();
+        // The image's init layer (no layers: every mount point is missing) goes with it.
+        let init = s.init_layer(&s.resolve("busybox").unwrap()).unwrap();
+        assert!(init.join("etc/hosts").is_file() && init.join("proc").is_dir());
         let err = s.remove("busybox", false).unwrap_err();
         assert!(matches!(err, StoreError::InUse { .. }), "{err}");
         assert!(s.remove("busybox", true).unwrap().is_empty());
@@ -170,5 +173,6 @@ mod tests {
         assert_eq!(s.remove(id.hex(), false).unwrap(), vec![id.clone()]);
         assert!(!s.has_blob(&id));
         assert!(!s.dir().join("holds").join(id.hex()).exists());
+        assert!(!init.exists());
     }
 }

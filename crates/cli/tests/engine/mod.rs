@@ -39,7 +39,7 @@ pub fn can_run() -> bool {
 /// A busybox rootfs tarball, made once and kept in cargo's scratch dir for tests
 /// (`CARGO_TARGET_TMPDIR`, under `target/`); built in a per-process directory that is
 /// removed, then renamed into place so concurrent test binaries agree.
-fn busybox_tar() -> &'static Path {
+pub fn busybox_tar() -> &'static Path {
     static TAR: OnceLock<PathBuf> = OnceLock::new();
     TAR.get_or_init(|| {
         let scratch = Path::new(env!("CARGO_TARGET_TMPDIR"));
