@@ -17,13 +17,13 @@ berth=${BERTH:-$repo/target/release/berth}
 [ -x "$berth" ] || { echo "build berth first: cargo build --release -p berth-cli" >&2; exit 1; }
 
 work=$(mktemp -d /var/tmp/berth-net-bench.XXXXXX)
-run=$(mktemp -d /run/berth-net-bench.XXXXXX) # runroot on tmpfs, as /run/berth
+run=$(mktemp -d /run/berth-net-bench.XXXXXX) # runroot as /run/berth (rootfs mounts are there)
 B=("$berth" --root "$work/root" --runroot "$run")
 cleanup() {
     set +e
     "${B[@]}" ps -aq 2>/dev/null | xargs -r "${B[@]}" rm -f >/dev/null 2>&1
     "${B[@]}" network reset >/dev/null 2>&1
-    grep -o " $work[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
+    grep -oE " ($work|$run)[^ ]*" /proc/self/mountinfo | sort -r | xargs -r -n1 umount -l 2>/dev/null
     rm -rf "$work" "$run"
 }
 trap cleanup EXIT
