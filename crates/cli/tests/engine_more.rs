@@ -455,3 +455,32 @@ fn mount_points_come_from_the_init_layer() -> Result<()> {
     assert_eq!(o.split_whitespace().collect::<Vec<_>>(), ["lnk", "usr/etc"]);
     env.assert_clean_after_rm(&[id])
 }
+
+/// A container started by a berth from before the rootfs mount point moved to the
+/// runroot has its rootfs mounted at `<root>/containers/<id>/rootfs`: `rm -f` unmounts
+/// that too (a tmpfs stands in for the old overlay here).
+#[test]
+fn rm_unmounts_a_rootfs_at_the_old_place() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    let env = Env::new()?;
+    let id = env
+        .ok(&["run", "-d", "--name", "old", "busybox", "sleep", "1000"])?
+        .trim()
+        .to_string();
+    let old = env.root().join("containers").join(&id).join("rootfs");
+    fs::create_dir_all(&old)?;
+    nix::mount::mount(
+        Some("tmpfs"),
+        &old,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )?;
+    env.ok(&["rm", "-f", "old"])?;
+    let mounts = fs::read_to_string("/proc/self/mountinfo")?;
+    let p = old.to_string_lossy();
+    assert!(!mounts.contains(p.as_ref()), "{p} still mounted");
+    env.assert_clean_after_rm(&[id])
+}
