@@ -457,10 +457,11 @@ fn mount_points_come_from_the_init_layer() -> Result<()> {
 }
 
 /// A container started by a berth from before the rootfs mount point moved to the
-/// runroot has its rootfs mounted at `<root>/containers/<id>/rootfs`: `rm -f` unmounts
-/// that too (a tmpfs stands in for the old overlay here).
+/// runroot has its rootfs mounted at `<root>/containers/<id>/rootfs`. Made here by
+/// binding the rootfs there and detaching it from the new place: `exec` and `cp` find it,
+/// `rm -f` unmounts it.
 #[test]
-fn rm_unmounts_a_rootfs_at_the_old_place() -> Result<()> {
+fn a_rootfs_at_the_old_place_is_used_and_unmounted() -> Result<()> {
     if !can_run() {
         return Ok(());
     }
@@ -469,15 +470,24 @@ fn rm_unmounts_a_rootfs_at_the_old_place() -> Result<()> {
         .ok(&["run", "-d", "--name", "old", "busybox", "sleep", "1000"])?
         .trim()
         .to_string();
+    let new = env.runroot().join("containers").join(&id).join("rootfs");
     let old = env.root().join("containers").join(&id).join("rootfs");
     fs::create_dir_all(&old)?;
     nix::mount::mount(
-        Some("tmpfs"),
+        Some(&new),
         &old,
-        Some("tmpfs"),
-        nix::mount::MsFlags::empty(),
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
         None::<&str>,
     )?;
+    nix::mount::umount2(&new, nix::mount::MntFlags::MNT_DETACH)?;
+    assert_eq!(
+        env.ok(&["exec", "old", "cat", "/etc/hostname"])?.trim(),
+        &id[..12]
+    );
+    let copied = env.dir.path().join("passwd");
+    env.ok(&["cp", "old:/etc/passwd", &copied.to_string_lossy()])?;
+    assert!(fs::read_to_string(&copied)?.starts_with("root:"));
     env.ok(&["rm", "-f", "old"])?;
     let mounts = fs::read_to_string("/proc/self/mountinfo")?;
     let p = old.to_string_lossy();

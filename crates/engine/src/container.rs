@@ -107,6 +107,19 @@ impl Engine {
         self.run_dir(id).join("rootfs")
     }
 
+    /// Where the container's rootfs is mounted now: [`rootfs_dir`](Self::rootfs_dir), or,
+    /// for a container that a berth from before 2026-11-26 started and that still runs,
+    /// `<container_dir>/rootfs`, where that berth mounted it.
+    pub(crate) fn mounted_rootfs(&self, id: &str) -> PathBuf {
+        let dir = self.rootfs_dir(id);
+        let legacy = self.container_dir(id).join("rootfs");
+        if !crate::prepare::is_mounted(&dir) && crate::prepare::is_mounted(&legacy) {
+            legacy
+        } else {
+            dir
+        }
+    }
+
     /// The json-file log of a container.
     pub fn log_path(&self, id: &str) -> PathBuf {
         self.container_dir(id).join(format!("{id}-json.log"))

@@ -265,7 +265,7 @@ impl Engine {
         f: impl FnOnce(&OwnedFd) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
         let rec = self.get(key)?;
-        let rootfs = self.rootfs_dir(&rec.id);
+        let rootfs = self.mounted_rootfs(&rec.id);
         let mounted_here = !prepare::is_mounted(&rootfs);
         if mounted_here {
             prepare::rootfs(self, &rec)?;
@@ -371,7 +371,7 @@ impl Engine {
     /// (never followed), so nothing outside the rootfs is read.
     pub fn export(&mut self, key: &str, out: &mut dyn io::Write) -> Result<(), EngineError> {
         let rec = self.get(key)?;
-        let rootfs = self.rootfs_dir(&rec.id);
+        let rootfs = self.mounted_rootfs(&rec.id);
         self.with_rootfs(key, |_| {
             let mut b = tar::Builder::new(out);
             b.follow_symlinks(false);

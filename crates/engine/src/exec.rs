@@ -33,7 +33,7 @@ impl Engine {
         if req.cmd.is_empty() {
             return Err(EngineError::NoCommand);
         }
-        let rootfs = self.rootfs_dir(&rec.id);
+        let rootfs = self.mounted_rootfs(&rec.id);
         let u = req.user.clone().unwrap_or_else(|| rec.config.user.clone());
         let ident = user::resolve(&rootfs, &u)?;
         let mut env = rec.config.env.clone();
