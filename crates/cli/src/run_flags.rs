@@ -39,6 +39,9 @@ pub(crate) struct CreateArgs {
     /// Attach a filesystem mount (type=bind|volume|tmpfs,source=…,target=…[,readonly]).
     #[arg(long)]
     mount: Vec<String>,
+    /// Mount volumes from the specified container(s) (CONTAINER[:ro|:rw]).
+    #[arg(long = "volumes-from")]
+    volumes_from: Vec<String>,
     /// Working directory inside the container.
     #[arg(short, long)]
     workdir: Option<String>,
@@ -451,6 +454,13 @@ impl CreateArgs {
             h.mounts.push(parse_mount(m)?);
         }
         h.mounts.extend(self.tmpfs.iter().map(|t| parse_tmpfs(t)));
+        for v in &self.volumes_from {
+            let (name, mode) = v.rsplit_once(':').unwrap_or((v, "rw"));
+            if name.is_empty() || !["ro", "rw"].contains(&mode) {
+                bail!(invalid(v, "--volumes-from", "use CONTAINER[:ro|:rw]"));
+            }
+        }
+        h.volumes_from = self.volumes_from.clone();
         if !["json-file", "none"].contains(&h.log_driver.as_str()) {
             bail!(invalid(
                 &h.log_driver,

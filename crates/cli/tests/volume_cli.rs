@@ -517,3 +517,112 @@ fn concurrent_commands_keep_volume_records_whole() -> Result<()> {
     }
     assert_clean(&env)
 }
+
+/// `--volumes-from`: the named and anonymous volumes and bind mounts of another container
+/// (here a stopped one), in its mode or forced `:ro`; the new container's own mount of a
+/// destination wins; an unknown container or mode is refused as Docker does; the
+/// anonymous volume goes with the `rm -v` of the last container that uses it.
+#[test]
+fn volumes_from_another_container() -> Result<()> {
+    if !can_run() {
+        return Ok(());
+    }
+    let env = Env::new()?;
+    let host = env.dir.path().join("hostdir");
+    fs::create_dir(&host)?;
+    fs::write(host.join("h"), "from the host\n")?;
+    let bind = format!("{}:/bind:ro", host.display());
+    env.ok(&[
+        "run",
+        "--name",
+        "src",
+        "--network",
+        "none",
+        "-v",
+        "shared:/data",
+        "-v",
+        "/anon",
+        "-v",
+        &bind,
+        "busybox",
+        "sh",
+        "-c",
+        "echo d > /data/f; echo a > /anon/g",
+    ])?;
+    let anon = env
+        .ok(&["volume", "ls", "-q"])?
+        .lines()
+        .find(|n| *n != "shared")
+        .context("the anonymous volume")?
+        .to_string();
+    let o = env.ok(&[
+        "run", "--rm", "--network", "none", "--volumes-from", "src", "busybox", "sh", "-c",
+        "cat /data/f /anon/g /bind/h; echo w > /data/f && echo data-rw; echo w > /bind/h || echo bind-ro",
+    ])?;
+    assert_eq!(o, "d\na\nfrom the host\ndata-rw\nbind-ro\n");
+    let o = env.berth(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--volumes-from",
+        "src:ro",
+        "busybox",
+        "sh",
+        "-c",
+        "echo x > /anon/g",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("Read-only file system"), "{}", err(&o));
+    // Its own mount of /data wins over the borrowed one.
+    let o = env.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--volumes-from",
+        "src",
+        "-v",
+        "other:/data",
+        "busybox",
+        "sh",
+        "-c",
+        "ls /data | wc -l; cat /anon/g",
+    ])?;
+    assert_eq!(o.split_whitespace().collect::<Vec<_>>(), ["0", "a"]);
+    for (arg, want) in [
+        ("nope", "No such container: nope"),
+        (
+            "src:xx",
+            "invalid argument \"src:xx\" for \"--volumes-from\" flag",
+        ),
+    ] {
+        let o = env.berth(&["run", "--rm", "--volumes-from", arg, "busybox", "true"]);
+        assert_eq!(o.status.code(), Some(125), "{arg}");
+        assert!(err(&o).contains(want), "{arg}: {}", err(&o));
+    }
+    env.ok(&[
+        "create",
+        "--name",
+        "user",
+        "--volumes-from",
+        "src",
+        "busybox",
+        "true",
+    ])?;
+    assert_eq!(
+        env.ok(&["inspect", "-f", "{{json .HostConfig.VolumesFrom}}", "user"])?
+            .trim(),
+        r#"["src"]"#
+    );
+    env.ok(&["rm", "-v", "src"])?;
+    assert!(
+        env.ok(&["volume", "ls", "-q"])?.contains(&anon),
+        "still used by `user`"
+    );
+    env.ok(&["rm", "-v", "user"])?;
+    let left = env.ok(&["volume", "ls", "-q"])?;
+    assert!(!left.contains(&anon), "{left}");
+    env.ok(&["volume", "rm", "shared", "other"])?;
+    assert_clean(&env)
+}

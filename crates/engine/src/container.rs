@@ -164,6 +164,7 @@ impl Engine {
             // the upper directory, as it would for any image.
             init_layer: store.init_layer(&image).is_ok(),
         };
+        self.inherit_volumes(&mut rec)?;
         add_image_volumes(&mut rec);
         let image_ports = image
             .config
@@ -204,6 +205,45 @@ impl Engine {
         }
         crate::trace::mark("created");
         Ok(rec)
+    }
+
+    /// `--volumes-from`: the bind mounts and volumes of each named container (in any
+    /// state), at the same destinations and, unless the entry ends in `:ro` or `:rw`, in
+    /// the same mode. A destination that the new container mounts itself, or that an
+    /// earlier entry gave, keeps that mount. An anonymous volume stays anonymous, so, as
+    /// with Docker, the `rm -v` of whichever of its containers goes last removes it.
+    /// They come first, so a container's own mount below a borrowed one lands on top.
+    fn inherit_volumes(&mut self, rec: &mut ContainerRecord) -> Result<(), EngineError> {
+        let mut inherited: Vec<MountPoint> = Vec::new();
+        for entry in rec.host_config.volumes_from.clone() {
+            let (key, mode) = match entry.rsplit_once(':') {
+                Some((k, m)) => (k, Some(m)),
+                None => (entry.as_str(), None),
+            };
+            let src = self.get(key)?;
+            for m in &src.host_config.mounts {
+                if !matches!(m.r#type.as_str(), "bind" | "volume")
+                    || rec
+                        .host_config
+                        .mounts
+                        .iter()
+                        .chain(&inherited)
+                        .any(|x| x.destination == m.destination)
+                {
+                    continue;
+                }
+                let mut m = m.clone();
+                match mode {
+                    Some("ro") => m.read_only = true,
+                    Some("rw") => m.read_only = false,
+                    _ => {}
+                }
+                inherited.push(m);
+            }
+        }
+        inherited.append(&mut rec.host_config.mounts);
+        rec.host_config.mounts = inherited;
+        Ok(())
     }
 
     /// Starts a created or exited container through a new monitor. With `attach` the

@@ -67,6 +67,10 @@ pub struct MountPoint {
 #[serde(rename_all = "PascalCase")]
 pub struct HostConfig {
     pub mounts: Vec<MountPoint>,
+    /// `--volumes-from CONTAINER[:ro|:rw]` as given; their mounts were copied into
+    /// `mounts` at create.
+    #[serde(default)]
+    pub volumes_from: Vec<String>,
     pub read_only_rootfs: bool,
     pub memory: i64,
     pub memory_swap: i64,
