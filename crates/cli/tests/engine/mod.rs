@@ -208,32 +208,20 @@ impl Env {
         if !m.is_empty() {
             left.push(format!("monitors {m:?}"));
         }
-        let dirs: Vec<_> = fs::read_dir(self.root().join("containers"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        if !dirs.is_empty() {
-            left.push(format!("container dirs {dirs:?}"));
-        }
-        let run: Vec<_> = fs::read_dir(self.runroot().join("containers"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        if !run.is_empty() {
-            left.push(format!("run dirs {run:?}"));
-        }
-        let rt: Vec<_> = fs::read_dir(self.runroot().join("runtime"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| e.file_name())
-            .collect();
-        if !rt.is_empty() {
-            left.push(format!("runtime state {rt:?}"));
+        for (what, dir) in [
+            ("container dirs", self.root().join("containers")),
+            ("run dirs", self.runroot().join("containers")),
+            ("runtime state", self.runroot().join("runtime")),
+        ] {
+            let names: Vec<_> = fs::read_dir(dir)
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.file_name())
+                .collect();
+            if !names.is_empty() {
+                left.push(format!("{what} {names:?}"));
+            }
         }
         left.join("; ")
     }
