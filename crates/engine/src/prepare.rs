@@ -84,9 +84,9 @@ pub(crate) fn rootfs(engine: &Engine, rec: &ContainerRecord) -> Result<(), Engin
     } else {
         None
     };
+    crate::trace::mark("rootfs: image found");
     // A `--rm` container's writable layer dies with it: no need for the kernel to sync
     // it on unmount.
-    crate::trace::mark("rootfs: image found");
     berth_image::mount_rootfs_opts(
         &store,
         &image,
@@ -273,7 +273,7 @@ pub(crate) fn spec(
     argv: &[String],
 ) -> Result<oci_spec::runtime::Spec, EngineError> {
     let dir = engine.run_dir(&rec.id);
-    let ident = user::resolve(&dir.join("rootfs"), &rec.config.user)?;
+    let ident = user::resolve(&engine.rootfs_dir(&rec.id), &rec.config.user)?;
     let joins = joins(engine, rec)?;
     let vol = |n: &str| engine.volume_path(n).to_string_lossy().into_owned();
     let mut spec = spec::build(rec, &dir, &ident, &joins, argv, &vol)?;

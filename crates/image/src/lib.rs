@@ -25,7 +25,6 @@ pub use archive::{ArchiveError, load, save};
 pub use auth::{AuthFileError, AuthFiles, Credentials};
 pub use digest::{Digest, ParseDigestError};
 pub use import::{ImportError, import};
-pub use init_layer::{Kind as InitKind, MOUNT_TARGETS};
 pub use layer::{DEFAULT_MAX_LAYER_BYTES, LayerError, decompressed};
 pub use manifest::{
     Descriptor, Index, Manifest, ManifestError, ParsePlatformError, Platform, PlatformJson,
